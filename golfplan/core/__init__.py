@@ -1,0 +1,1 @@
+"""The core trainer, faithful to the challenge baseline. It knows no technique."""

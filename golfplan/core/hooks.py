@@ -1,0 +1,211 @@
+"""The plugin manager of a run and the one-time resolution of its hooks.
+
+``make_manager`` registers the core defaults (``trylast``) and the run's technique
+instances, then calls ``pm.check_pending()`` so a misspelt hook name fails loudly.
+``resolve`` turns the manager into plain callables (``Hooks``), once per run: the
+trainer never dispatches through pluggy inside the step loop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import pluggy
+from torch import nn
+
+from golfplan.core import hookspecs
+from golfplan.core.config import FIELD_TYPES, Config, coerce_field
+from golfplan.core.errors import ConfigError, PluginError, closest
+from golfplan.core.model import GPT, MLP, Block, CausalSelfAttention, ForwardFns, relu2
+from golfplan.core.state import Clock
+from golfplan.core.technique import PROJECT, Technique, hookimpl
+
+
+class CoreDefaults:
+    """The baseline's behaviour, as ``trylast`` hookimpls every technique can override."""
+
+    @hookimpl(trylast=True)
+    def build_attention(self, config: Config, layer_idx: int) -> nn.Module:
+        return CausalSelfAttention(config)
+
+    @hookimpl(trylast=True)
+    def activation(self, config: Config) -> Callable:
+        return relu2
+
+    @hookimpl(trylast=True)
+    def build_mlp(self, config: Config, layer_idx: int, activation: Callable) -> nn.Module:
+        return MLP(config, activation)
+
+    @hookimpl(trylast=True)
+    def build_block(self, config: Config, layer_idx: int, attn: nn.Module, mlp: nn.Module) -> nn.Module:
+        return Block(config, attn, mlp)
+
+    @hookimpl(trylast=True)
+    def lr_schedule(self, clock: Clock, config: Config) -> float:
+        return linear_warmdown(clock, config)
+
+    @hookimpl(trylast=True)
+    def wd_schedule(self, clock: Clock, config: Config) -> float:
+        return 0.0
+
+
+def linear_warmdown(clock: Clock, config: Config) -> float:
+    """The challenge's ``lr_mul``: linear decay over the last ``warmdown_iters`` steps.
+
+    With a wallclock cap the warmdown window is measured in time: ``warmdown_iters``
+    times the mean step time so far, counted back from the cap.
+    """
+    if config.warmdown_iters <= 0:
+        return 1.0
+    if config.max_wallclock_seconds <= 0:
+        start = max(config.iterations - config.warmdown_iters, 0)
+        if start <= clock.step < config.iterations:
+            return max((config.iterations - clock.step) / max(config.warmdown_iters, 1), 0.0)
+        return 1.0
+    step_ms = 1000.0 * clock.elapsed_s / max(clock.step, 1)
+    warmdown_ms = config.warmdown_iters * step_ms
+    remaining_ms = max(1000.0 * (config.max_wallclock_seconds - clock.elapsed_s), 0.0)
+    return remaining_ms / max(warmdown_ms, 1e-9) if remaining_ms <= warmdown_ms else 1.0
+
+
+def make_manager(techniques: Sequence[Technique]) -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(CoreDefaults(), name="golfplan.core.defaults")
+    for t in techniques:
+        pm.register(t, name=t.name)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as e:
+        raise PluginError(_pending_message(e, pm)) from None
+    return pm
+
+
+def _pending_message(e: pluggy.PluginValidationError, pm: pluggy.PluginManager) -> str:
+    names = [n for n in dir(hookspecs) if not n.startswith("_") and callable(getattr(hookspecs, n))
+             and n not in ("hookspec", "annotations")]
+    msg = str(e)
+    for word in msg.replace("'", " ").split():
+        if word.isidentifier() and word not in names and "_" in word:
+            return f"plugin '{getattr(e.plugin, 'name', e.plugin)}' implements unknown hook '{word}'{closest(word, names)}"
+    return f"plugin '{getattr(e.plugin, 'name', e.plugin)}': {msg}"
+
+
+def call_order(caller: Any) -> list[Callable[..., Any]]:
+    """The hookimpls of ``caller`` in the order pluggy would call them, as plain callables.
+
+    Each takes the hook's arguments by keyword and passes on only those its impl
+    declares (pluggy lets an impl accept a subset of the spec's arguments).
+    """
+    return [_bound(impl) for impl in reversed(caller.get_hookimpls())]
+
+
+def _bound(impl: Any) -> Callable[..., Any]:
+    fn, names = impl.function, tuple(impl.argnames)
+
+    def call(**kwargs: Any) -> Any:
+        return fn(*(kwargs[n] for n in names))
+
+    call.__name__ = f"{impl.plugin_name}.{fn.__name__}"
+    return call
+
+
+def impl_owner(caller: Any) -> list[str]:
+    return [impl.plugin_name for impl in reversed(caller.get_hookimpls())]
+
+
+@dataclass
+class Hooks:
+    """A run's hooks, resolved once: plain callables, no dispatch in the step loop."""
+
+    pm: pluggy.PluginManager
+    techniques: list[Technique]
+    lr_schedule: Callable[[Clock, Config], float]
+    wd_schedule: Callable[[Clock, Config], float]
+    after_backward: list[Callable] = field(default_factory=list)
+    on_step: list[Callable] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.techniques]
+
+
+def resolve(techniques: Sequence[Technique]) -> Hooks:
+    pm = make_manager(techniques)
+    h = pm.hook
+    return Hooks(
+        pm=pm,
+        techniques=list(techniques),
+        lr_schedule=call_order(h.lr_schedule)[0],
+        wd_schedule=call_order(h.wd_schedule)[0],
+        after_backward=call_order(h.after_backward),
+        on_step=call_order(h.on_step),
+    )
+
+
+def apply_configure(hooks: Hooks, config: Config, explicit: set[str] | frozenset[str] = frozenset()) -> Config:
+    """Apply every plugin's ``configure`` overrides; two sources setting one field differently is an error."""
+    setters: dict[str, tuple[str, Any]] = {}
+    caller = hooks.pm.hook.configure
+    for owner, fn in zip(impl_owner(caller), call_order(caller)):
+        out = fn(config=config)
+        if not out:
+            continue
+        for key, value in out.items():
+            if key not in FIELD_TYPES:
+                raise PluginError(f"plugin '{owner}' configures unknown key '{key}'{closest(key, FIELD_TYPES)}")
+            value = coerce_field(key, value)
+            if key in setters and setters[key][1] != value:
+                other = setters[key][0]
+                raise PluginError(f"plugins '{other}' and '{owner}' both set {key} "
+                                  f"({setters[key][1]!r} vs {value!r})")
+            if key in explicit and getattr(config, key) != value:
+                raise ConfigError(f"{key} is set to {getattr(config, key)!r} in the config and to {value!r} "
+                                  f"by plugin '{owner}'; drop one (or set the plugin's param)")
+            setters[key] = (owner, value)
+    if not setters:
+        return config
+    return config.replace(**{k: v for k, (_, v) in setters.items()})
+
+
+def forward_fns(hooks: Hooks, config: Config) -> ForwardFns:
+    h = hooks.pm.hook
+    kept = lambda xs: [x for x in xs if x is not None]  # noqa: E731
+    fns = ForwardFns(
+        batch=kept(h.on_batch(config=config)),
+        embed=kept(h.on_embed(config=config)),
+        branch=kept(h.on_branch(config=config)),
+        loss_terms=kept(h.on_loss(config=config)),
+    )
+    token_loss = h.token_loss(config=config)
+    if token_loss is not None:
+        fns.token_loss = token_loss
+    reduce = h.reduce_loss(config=config)
+    if reduce is not None:
+        fns.reduce_loss = reduce
+    return fns
+
+
+def build_model(hooks: Hooks, config: Config) -> GPT:
+    """Build the GPT through the build hooks, then run ``on_model_built``."""
+    h = hooks.pm.hook
+    act = h.activation(config=config)
+    blocks: list[nn.Module] = []
+    for i in range(config.num_layers):
+        attn = h.build_attention(config=config, layer_idx=i)
+        mlp = h.build_mlp(config=config, layer_idx=i, activation=act)
+        block = h.build_block(config=config, layer_idx=i, attn=attn, mlp=mlp)
+        wrapped = h.wrap_block(config=config, layer_idx=i, block=block)
+        blocks.append(wrapped if wrapped is not None else block)
+    model = GPT(config, blocks=blocks, fns=forward_fns(hooks, config))
+    h.on_model_built(model=model, config=config)
+    return model
+
+
+def lr_multiplier(hooks: Hooks, clock: Clock, config: Config) -> float:
+    m = float(hooks.lr_schedule(clock=clock, config=config))
+    if not math.isfinite(m) or m < 0:
+        raise PluginError(f"lr_schedule returned {m} at progress {clock.progress:.3f}; it must be a finite number >= 0")
+    return m

@@ -1,0 +1,174 @@
+"""The Technique base class and its typed parameters.
+
+A technique is a class whose metadata (name, slot, conflicts, ``compile_safe``,
+params with search ranges, the seed experiments it reproduces) sits next to its
+``@hookimpl`` methods. A run instantiates each enabled technique with its params
+and registers the instance with a fresh plugin manager.
+
+    class Tidal(Technique):
+        name = "tidal"
+        summary = "golden-ratio warmup (38.2 %) then cosine decay"
+        slot = "lr_schedule"
+        params = {"warmup_frac": Float(0.382, 0.1, 0.6)}
+        seed_refs = ("N2", "F8")
+
+        @hookimpl
+        def lr_schedule(self, clock, config):
+            ...
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import pluggy
+
+from golfplan.core.errors import PluginError, closest
+
+PROJECT = "golfplan"
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@dataclass(frozen=True)
+class Param:
+    """A typed technique parameter: its default and the range the planner searches."""
+
+    kind: str  # float | int | choice | bool
+    default: Any
+    low: Any = None
+    high: Any = None
+    log: bool = False
+    choices: tuple = ()
+    help: str = ""
+
+    def validate(self, name: str, value: Any) -> Any:
+        """Return ``value`` coerced to this param's type, or raise PluginError."""
+        if self.kind == "bool":
+            if isinstance(value, bool):
+                return value
+            raise PluginError(f"param '{name}' expects true/false, got {value!r}")
+        if self.kind == "choice":
+            if value in self.choices:
+                return value
+            raise PluginError(f"param '{name}' must be one of {list(self.choices)}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise PluginError(f"param '{name}' expects a number, got {value!r}")
+        if self.kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise PluginError(f"param '{name}' expects an integer, got {value!r}")
+            value = int(value)
+        else:
+            value = float(value)
+            if not math.isfinite(value):
+                raise PluginError(f"param '{name}' must be finite, got {value!r}")
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise PluginError(f"param '{name}'={value} is out of range [{self.low}, {self.high}]")
+        return value
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        """Sample this param with an Optuna-like ``trial`` (duck-typed; core imports no optuna)."""
+        if self.kind == "float":
+            return trial.suggest_float(name, self.low, self.high, log=self.log)
+        if self.kind == "int":
+            return trial.suggest_int(name, self.low, self.high, log=self.log)
+        if self.kind == "bool":
+            return trial.suggest_categorical(name, [False, True])
+        return trial.suggest_categorical(name, list(self.choices))
+
+    def describe(self) -> str:
+        if self.kind in ("float", "int"):
+            scale = " log" if self.log else ""
+            return f"{self.default} [{self.low}, {self.high}{scale}]"
+        if self.kind == "choice":
+            return f"{self.default} {{{', '.join(map(str, self.choices))}}}"
+        return str(self.default)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": self.kind, "default": self.default}
+        if self.kind in ("float", "int"):
+            d.update(low=self.low, high=self.high, log=self.log)
+        if self.kind == "choice":
+            d["choices"] = list(self.choices)
+        if self.help:
+            d["help"] = self.help
+        return d
+
+
+def Float(default: float, low: float, high: float, log: bool = False, help: str = "") -> Param:
+    if not low <= default <= high:
+        raise ValueError(f"default {default} outside [{low}, {high}]")
+    return Param("float", float(default), float(low), float(high), log, help=help)
+
+
+def Int(default: int, low: int, high: int, log: bool = False, help: str = "") -> Param:
+    if not low <= default <= high:
+        raise ValueError(f"default {default} outside [{low}, {high}]")
+    return Param("int", int(default), int(low), int(high), log, help=help)
+
+
+def Choice(default: Any, choices: tuple | list, help: str = "") -> Param:
+    if default not in choices:
+        raise ValueError(f"default {default!r} not among {choices}")
+    return Param("choice", default, choices=tuple(choices), help=help)
+
+
+def Bool(default: bool, help: str = "") -> Param:
+    return Param("bool", bool(default), help=help)
+
+
+class Technique:
+    """Base class of every technique plugin. Subclasses set the metadata below."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    slot: ClassVar[str | tuple[str, ...] | None] = None  # at most one plugin per slot in a run
+    conflicts: ClassVar[tuple[str, ...]] = ()
+    requires: ClassVar[tuple[str, ...]] = ()
+    compile_safe: ClassVar[bool] = True
+    unsafe_reason: ClassVar[str] = ""  # why it is not compile-safe (shown when refused)
+    params: ClassVar[dict[str, Param]] = {}
+    seed_refs: ClassVar[tuple[str, ...]] = ()  # seed experiment IDs this technique reproduces
+    seed_result: ClassVar[str] = ""  # what the seed log reported for it
+
+    def __init__(self, **values: Any) -> None:
+        resolved: dict[str, Any] = {}
+        for key in values:
+            if key not in self.params:
+                raise PluginError(f"plugin '{self.name}' has no param '{key}'{closest(key, self.params)}")
+        for key, spec in self.params.items():
+            try:
+                resolved[key] = spec.validate(key, values.get(key, spec.default))
+            except PluginError as e:
+                raise PluginError(f"plugin '{self.name}': {e}") from None
+        self.values: dict[str, Any] = resolved
+        self.p = SimpleNamespace(**resolved)
+
+    @classmethod
+    def slots(cls) -> tuple[str, ...]:
+        if cls.slot is None:
+            return ()
+        return (cls.slot,) if isinstance(cls.slot, str) else tuple(cls.slot)
+
+    @classmethod
+    def info(cls) -> dict[str, Any]:
+        """The plugin's metadata as plain data (``golfplan plugins --json``)."""
+        return {
+            "name": cls.name,
+            "summary": cls.summary,
+            "slot": list(cls.slots()),
+            "conflicts": list(cls.conflicts),
+            "requires": list(cls.requires),
+            "compile_safe": cls.compile_safe,
+            "unsafe_reason": cls.unsafe_reason,
+            "params": {k: v.to_dict() for k, v in cls.params.items()},
+            "seed_refs": list(cls.seed_refs),
+            "seed_result": cls.seed_result,
+            "module": cls.__module__,
+        }
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.values.items())
+        return f"{type(self).__name__}({args})"

@@ -94,13 +94,13 @@ def default_run_name(plugins: dict) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     registry = registry_for(spec)
-    techniques = registry.instantiate(spec.plugins)
     in_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     rank0 = os.environ.get("RANK", "0") == "0"
     if not args.no_check:
         from golfplan.planner.check import preflight_for_run
 
-        ok = preflight_for_run(spec, registry, quiet=in_torchrun and not rank0)
+        ok = preflight_for_run(spec, registry, quiet=in_torchrun and not rank0,
+                               world_size=args.nproc if args.nproc > 1 else None)
         if not ok:
             return EXIT_FAILED
     run_dir = Path(args.out) / (args.name or os.environ.get("GOLFPLAN_RUN_NAME") or default_run_name(spec.plugins))
@@ -108,7 +108,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return launch_torchrun(args, run_dir)
     from golfplan.core.trainer import train
 
+    techniques = registry.instantiate(spec.plugins)
     result = train(spec.config, techniques, run_dir=run_dir, explicit=spec.explicit)
+    if in_torchrun:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
     if not rank0:
         return EXIT_OK if result.status == "complete" else EXIT_FAILED
     if args.json:
@@ -321,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `golfplan plugins | head`: the reader left; exit quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

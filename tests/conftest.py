@@ -10,7 +10,9 @@ import pytest
 
 # Every test (and every subprocess a test starts) shares one embedded-dataset cache.
 _CACHE = os.environ.setdefault("GOLFPLAN_CACHE", str(Path(tempfile.gettempdir()) / "golfplan-test-cache"))
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# One thread per process: tiny models gain nothing from more, and on a shared 2-core machine OpenMP
+# threads spinning against other processes made a forward pass hundreds of times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TOKENIZERS = REPO.parent / "shared" / "data" / "tokenizers"

@@ -74,6 +74,7 @@ class Config:
     # runtime
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     compile: str = "auto"  # auto (on for CUDA) | on | off
+    compile_backend: str = "inductor"  # torch.compile backend; aot_eager/eager trace without generating code
     dtype: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
     allow_eager: bool = False  # let compile-unsafe plugins run, in eager mode
     # budgets and accounting
@@ -357,7 +358,7 @@ def shrink(c: Config, model_dim: int = 64, seq_len: int = 64, steps: int = 30) -
     accum = 8
     return dataclasses.replace(
         c, model_dim=head_dim * c.num_heads, train_seq_len=seq_len, train_batch_tokens=accum * 2 * seq_len,
-        grad_accum_steps=accum, val_batch_size=accum * 2 * seq_len, val_max_tokens=16 * seq_len,
+        grad_accum_steps=0, val_batch_size=accum * 2 * seq_len, val_max_tokens=16 * seq_len,
         iterations=steps, warmdown_iters=max(steps // 5, 1), warmup_steps=0, max_wallclock_seconds=0.0,
         val_loss_every=0, train_log_every=0, muon_momentum_warmup_steps=max(steps // 2, 1),
         device="cpu", compile="off", dtype="fp32", progress_bar=False,

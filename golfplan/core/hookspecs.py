@@ -34,8 +34,9 @@ def configure(config):
     """Before anything is built: return ``{field: value}`` overrides of the run's Config, or None.
 
     Two plugins setting one field to different values, or a plugin setting a field the
-    user set explicitly, is an error naming both. Used by: gqa, untied, softcap,
-    rope_base, qk_gain, unet, depth, width, mlp_width, lr, head_pruning.
+    user set explicitly, is an error naming both. Used by: gqa, untied, softcap, rope_base,
+    qk_gain, unet, depth, width, mlp_width, lr, head_pruning, wd_ramp, predator_prey,
+    predator_prey_wd.
     """
 
 
@@ -77,7 +78,7 @@ def build_block(config, layer_idx, attn, mlp):
 def wrap_block(config, layer_idx, block):
     """Model build, once per layer, after ``build_block``: return a module wrapping ``block``, or None.
 
-    Used by: layer_dropout.
+    Used by: layer_dropout, progressive_growing.
     """
 
 
@@ -86,7 +87,7 @@ def on_model_built(model, config):
     """After the model is built and initialised, before optimizers exist.
 
     May re-wire modules (share them), register buffers, or record initial state.
-    Used by: weight_sharing, head_pruning, synaptic_scaling, progressive_growing.
+    Used by: weight_sharing, synaptic_scaling.
     """
 
 
@@ -170,7 +171,7 @@ def wd_schedule(clock, config):
 def after_backward(model, clock):
     """Every step, after the gradients of all micro-steps are accumulated, before the optimizer step.
 
-    Touch gradients in place. Used by: canopy, mycorrhizal, thermal_vent.
+    Touch gradients in place. Used by: canopy (snapshots the weights), mycorrhizal, thermal_vent.
     """
 
 
@@ -179,7 +180,7 @@ def on_step(model, optimizers, clock):
     """Every step, after the optimizer step: edit weights in place (``torch.no_grad`` is active).
 
     Used by: controlled_burn, weight_perturbation, mutation_decay, synaptic_scaling,
-    metamorphosis, head_pruning, progressive_growing.
+    canopy, head_pruning, progressive_growing.
     """
 
 

@@ -16,7 +16,7 @@ class GQA(Technique):
     summary = "grouped-query attention: num_kv_heads key/value heads (1 = MQA)"
     slot = "kv_heads"
     params = {"kv_heads": Int(2, 1, 8, help="key/value heads; must divide num_heads")}
-    seed_refs = ("A17", "A18", "C1", "C3", "F7", "U8")
+    seed_refs = ("A17", "A18", "C1", "C2", "C3", "F7", "U8")
     seed_result = "F7: GQA 2KV 1.5329 (-0.079 total, 276 steps, New best + faster); A18 MQA(1): 1.5740; C3 MQA+16 heads: 1.6055"
 
     @hookimpl

@@ -1,0 +1,387 @@
+"""Reports of a study: the seed's markdown table, a CSV of every run, PNG plots, the best config.
+
+Trials of the same configuration (same plugins, params and config keys) are pooled into one
+row, so repeats, retries and a sampler's re-proposals all add seeds to that configuration.
+
+    | # | Experiment | Description | BPB | Steps | Delta | Status |
+
+BPB is the final round-trip val_bpb, ``mean ± std (n=k)`` with repeats; Delta is against the
+baseline row with Welch's p when both have two runs or more; Status is the verdict word of
+:mod:`golfplan.planner.stats` (Winner, Slight help, Neutral, Worse, Broken, Refused, plus
+Baseline and Pruned). A configuration over the artifact limit is never the best and its
+status says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from golfplan.planner.stats import (BASELINE, BROKEN, PRUNED, REFUSED, Summary, Verdict, summarize, verdict)
+
+
+@dataclass
+class ConfigRow:
+    key: str
+    label: str
+    exp_id: str
+    description: str
+    plugins: dict[str, dict[str, Any]]
+    config: dict[str, Any]
+    first: int  # the first trial number of this configuration
+    trials: list[int] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    status: str = ""  # complete | pruned | refused | failed
+    reason: str = ""
+    summary: Summary | None = None
+    steps: float | None = None
+    ms_per_step: float | None = None
+    artifact_bytes: int | None = None
+    feasible: bool = True
+    is_baseline: bool = False
+    verdict: Verdict | None = None
+    seed_ref: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def values(self) -> list[float]:
+        return [float(r["val_bpb"]) for r in self.runs if r.get("status") == "complete" and r.get("val_bpb") is not None]
+
+    @property
+    def word(self) -> str:
+        if self.status == "refused":
+            return REFUSED
+        if self.status == "failed":
+            return BROKEN
+        if self.status == "pruned":
+            return PRUNED
+        if self.is_baseline:
+            return BASELINE
+        return self.verdict.word if self.verdict else "—"
+
+    def status_cell(self) -> str:
+        word = self.word
+        if self.status == "refused":
+            check = self.reason.split(":", 1)[0] if ":" in self.reason else "check"
+            return f"{word}: {check}"
+        if self.status == "failed":
+            kind = next((r.get("failure") for r in self.runs if r.get("failure")), "") or "failed"
+            return f"{word}: {kind.replace('_', ' ')}"
+        if not self.feasible:
+            return f"{word}, over the artifact limit"
+        return word
+
+
+def collect(study: Any, alpha: float = 0.05, default_floor: float = 0.002,
+            experiments: list[Any] | None = None) -> tuple[list[ConfigRow], ConfigRow | None]:
+    """Pool the study's trials by configuration and judge each against the baseline."""
+    import optuna
+
+    from golfplan.planner.study import BASELINE_ATTR
+
+    S = optuna.trial.TrialState
+    baseline_key = study.user_attrs.get(BASELINE_ATTR)
+    limit = _limit(study)
+    seed_refs = {e.id: e.seed for e in (experiments or [])}
+    rows: dict[str, ConfigRow] = {}
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        ua = t.user_attrs
+        status = ua.get("status")
+        if t.state not in (S.COMPLETE, S.PRUNED) or not ua.get("key") or status not in (
+                "complete", "pruned", "refused", "failed"):
+            continue
+        row = rows.get(ua["key"])
+        if row is None:
+            row = rows[ua["key"]] = ConfigRow(ua["key"], ua.get("label", ""), ua.get("exp_id", ""),
+                                              ua.get("description", ""), ua.get("plugins") or {},
+                                              ua.get("config") or {}, t.number)
+            row.seed_ref = dict(seed_refs.get(row.exp_id) or {})
+        row.trials.append(t.number)
+        for r in ua.get("runs") or []:
+            row.runs.append(dict(r, trial=t.number))
+        if status == "refused" and not row.reason:
+            row.reason = ua.get("reason", "")
+        elif status in ("failed", "pruned") and not row.reason:
+            row.reason = ua.get("reason", "")
+        row.status = _merge_status(row.status, status)
+    for row in rows.values():
+        done = [r for r in row.runs if r.get("status") == "complete"]
+        row.summary = summarize(row.values)
+        if done:
+            row.status = "complete"
+            row.steps = sum(r.get("steps") or 0 for r in done) / len(done)
+            ms = [r["ms_per_step"] for r in done if r.get("ms_per_step")]
+            row.ms_per_step = sum(ms) / len(ms) if ms else None
+            sizes = [r["artifact_bytes"] for r in done if r.get("artifact_bytes")]
+            row.artifact_bytes = max(sizes) if sizes else None
+            row.feasible = row.artifact_bytes is None or row.artifact_bytes <= limit
+        row.is_baseline = row.key == baseline_key
+    base = rows.get(baseline_key) if baseline_key else None
+    for row in rows.values():
+        if row.status == "complete" and not row.is_baseline:
+            row.verdict = verdict(row.values, base.values if base else [], alpha, default_floor)
+    return list(rows.values()), base
+
+
+def _merge_status(old: str, new: str) -> str:
+    order = ["", "refused", "failed", "pruned", "complete"]
+    return new if order.index(new) > order.index(old or "") else old
+
+
+def _limit(study: Any) -> int:
+    from golfplan.core.config import ARTIFACT_LIMIT_BYTES
+
+    base = (study.user_attrs.get("golfplan.base_config") or {}).get("config") or {}
+    return int(base.get("artifact_limit_bytes") or ARTIFACT_LIMIT_BYTES)
+
+
+def ranked(rows: list[ConfigRow]) -> list[ConfigRow]:
+    """Feasible complete rows by mean BPB, then over-limit ones, pruned, broken, refused."""
+    def key(r: ConfigRow) -> tuple:
+        group = {"complete": 0 if r.feasible else 1, "pruned": 2, "failed": 3, "refused": 4}.get(r.status, 5)
+        return (group, r.summary.mean if r.summary else math.inf, r.first)
+    return sorted(rows, key=key)
+
+
+def best_row(rows: list[ConfigRow]) -> ConfigRow | None:
+    ok = [r for r in rows if r.status == "complete" and r.feasible and r.summary]
+    return min(ok, key=lambda r: (r.summary.mean, r.first)) if ok else None
+
+
+# ---- markdown ----------------------------------------------------------------------------
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(rows: list[ConfigRow], numbering: str = "trial") -> str:
+    lines = ["| # | Experiment | Description | BPB | Steps | Delta | Status |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        num = r.exp_id if numbering == "exp" and r.exp_id else str(r.first)
+        bpb = r.summary.fmt() if r.summary else "—"
+        steps = f"{r.steps:.0f}" if r.steps is not None else "—"
+        delta = r.verdict.fmt_delta() if r.verdict else ("—" if not r.is_baseline else "0")
+        lines.append(f"| {_cell(num)} | {_cell(r.label)} | {_cell(r.description)} | {bpb} | {steps} | "
+                     f"{_cell(delta)} | {_cell(r.status_cell())} |")
+    return "\n".join(lines)
+
+
+def markdown_report(study: Any, definition: Any, rows: list[ConfigRow], base: ConfigRow | None,
+                    spent_s: float, plots: list[str] | None = None, best_yaml: str | None = None) -> str:
+    from golfplan.planner.stats import noise_floor
+    from golfplan.planner.study import fmt_s
+
+    d = definition
+    out = [f"# Study {d.name}", ""]
+    if d.description:
+        out += [d.description, ""]
+    n_runs = sum(len(r.runs) for r in rows)
+    money = f", ${spent_s / 3600 * d.cost_per_hour:.2f} at ${d.cost_per_hour}/h" if d.cost_per_hour is not None else ""
+    out.append(f"Mode {d.mode}, profile {d.profile or 'default'}, {len(rows)} configurations, {n_runs} runs, "
+               f"{d.repeats} seed(s) per trial; time used {fmt_s(spent_s)}{money}.")
+    if base and base.summary:
+        floor = noise_floor(base.values, d.noise_floor)
+        how = "std of the baseline's repeats" if base.summary.n >= 2 else "assumed: the baseline has one run"
+        out.append(f"Baseline {base.summary.fmt()}; noise floor {floor:.4f} BPB ({how}); Welch t-test at "
+                   f"alpha {d.alpha}.")
+    out += ["", markdown_table(ranked(rows), "exp" if d.mode != "tune" else "trial"), ""]
+    notes = [r for r in rows if r.reason and r.status in ("refused", "failed", "pruned")]
+    if notes:
+        out += ["Reasons:", ""]
+        out += [f"- {r.label} (#{r.first}): {r.reason}" for r in notes]
+        out.append("")
+    with_seed = [r for r in rows if r.seed_ref]
+    if with_seed:
+        out += ["Against the seed log:", "", "| # | Experiment | seed BPB | seed status | here BPB | here status |",
+                "|---|---|---|---|---|---|"]
+        for r in sorted(with_seed, key=lambda r: r.first):
+            ref = r.seed_ref
+            out.append(f"| {_cell(r.exp_id)} | {_cell(r.label)} | {ref.get('bpb', '—')} | {_cell(ref.get('status', '—'))} | "
+                       f"{r.summary.fmt() if r.summary else '—'} | {_cell(r.status_cell())} |")
+        out.append("")
+    best = best_row(rows)
+    if best:
+        out += [f"Best feasible configuration: {best.label} (#{best.first}), BPB {best.summary.fmt()}, "
+                f"artifact {best.artifact_bytes or 0:,} bytes."]
+    if best_yaml:
+        out += ["", "```yaml", best_yaml.rstrip(), "```"]
+    if plots:
+        out += [""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
+    return "\n".join(out) + "\n"
+
+
+def verdict_legend() -> str:
+    return ("Winner: significantly better (Welch p < alpha) by more than the noise floor; Slight help: better by "
+            "more than the floor on a single run, or significantly but by less than the floor; Neutral: neither; "
+            "Worse: significantly worse (single run: by more than the floor); Broken: every run failed; Refused: "
+            "the preflight refused it.")
+
+
+# ---- CSV -----------------------------------------------------------------------------------
+
+CSV_FIELDS = ["trial", "config_key", "experiment", "exp_id", "plugins", "config", "seed", "status", "failure",
+              "reason", "val_bpb", "val_loss", "steps", "ms_per_step", "artifact_bytes", "model_bytes", "code_bytes",
+              "params", "train_time_s", "wallclock_s", "run_dir", "config_status", "delta", "p"]
+
+
+def csv_text(rows: list[ConfigRow]) -> str:
+    import json
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    w.writeheader()
+    for r in sorted(rows, key=lambda r: r.first):
+        common = {"config_key": r.key, "experiment": r.label, "exp_id": r.exp_id,
+                  "plugins": json.dumps(r.plugins, sort_keys=True), "config": json.dumps(r.config, sort_keys=True),
+                  "config_status": r.word, "delta": f"{r.verdict.delta:.6f}" if r.verdict and r.verdict.delta is not None else "",
+                  "p": f"{r.verdict.p:.4g}" if r.verdict and r.verdict.p is not None else ""}
+        if not r.runs:
+            w.writerow(common | {"trial": r.first, "status": r.status, "reason": r.reason})
+        for run in r.runs:
+            w.writerow(common | {k: run.get(k) for k in CSV_FIELDS if k in run} | {"trial": run.get("trial")})
+    return buf.getvalue()
+
+
+# ---- plots ---------------------------------------------------------------------------------
+
+
+def write_plots(study: Any, rows: list[ConfigRow], out_dir: Path) -> list[str]:
+    """history.png, bpb_vs_steps.png, importance.png (tune studies), distribution.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[str] = []
+    runs = [(run, row) for row in rows for run in row.runs if run.get("status") == "complete"]
+
+    # optimisation history: each trial's mean BPB and the best feasible so far
+    per_trial: dict[int, list[float]] = {}
+    for run, row in runs:
+        per_trial.setdefault(run["trial"], []).append(run["val_bpb"])
+    if per_trial:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        xs = sorted(per_trial)
+        ys = [sum(per_trial[x]) / len(per_trial[x]) for x in xs]
+        feasible = {t: row.feasible for row in rows for t in row.trials}
+        ax.scatter([x for x in xs if feasible.get(x, True)], [y for x, y in zip(xs, ys) if feasible.get(x, True)],
+                   s=18, label="trial (mean val_bpb)")
+        bad = [(x, y) for x, y in zip(xs, ys) if not feasible.get(x, True)]
+        if bad:
+            ax.scatter(*zip(*bad), marker="x", color="red", label="over the artifact limit")
+        best, bx, by = math.inf, [], []
+        for x, y in zip(xs, ys):
+            if feasible.get(x, True):
+                best = min(best, y)
+            if math.isfinite(best):
+                bx.append(x)
+                by.append(best)
+        ax.step(bx, by, where="post", color="black", label="best feasible so far")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("trial")
+        ax.set_ylabel("val_bpb (round trip)")
+        ax.set_title("optimisation history")
+        ax.legend(fontsize=8)
+        written.append(_save(fig, out_dir / "history.png"))
+
+    if runs:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for row in ranked(rows)[:12]:
+            pts = [(r["steps"], r["val_bpb"]) for r in row.runs if r.get("status") == "complete" and r.get("steps")]
+            if pts:
+                ax.scatter(*zip(*pts), s=18, label=row.label[:30])
+        ax.set_xlabel("steps done")
+        ax.set_ylabel("val_bpb")
+        ax.set_title("BPB against steps done")
+        ax.legend(fontsize=7, ncol=2)
+        written.append(_save(fig, out_dir / "bpb_vs_steps.png"))
+
+        fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(rows) + 2), 4))
+        shown = [r for r in ranked(rows) if r.values][:30]
+        ax.boxplot([r.values for r in shown], showfliers=False)
+        for i, r in enumerate(shown, 1):
+            ax.scatter([i] * len(r.values), r.values, s=10, color="black", zorder=3)
+        ax.set_xticks(range(1, len(shown) + 1), [r.label[:18] for r in shown], rotation=60, ha="right", fontsize=7)
+        ax.set_ylabel("val_bpb")
+        ax.set_title("BPB per configuration (each dot a seed)")
+        written.append(_save(fig, out_dir / "distribution.png"))
+
+    imp = importances(study)
+    if imp:
+        fig, ax = plt.subplots(figsize=(7, max(2.5, 0.35 * len(imp) + 1)))
+        names = list(imp)[::-1]
+        ax.barh(names, [imp[n] for n in names])
+        ax.set_xlabel("importance (fANOVA, normalised)")
+        ax.set_title("parameter importance")
+        written.append(_save(fig, out_dir / "importance.png"))
+    return written
+
+
+def importances(study: Any) -> dict[str, float]:
+    """Optuna's parameter importances over the complete trials (empty when not computable)."""
+    import optuna
+
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.params]
+    if len(done) < 3:
+        return {}
+    try:
+        return optuna.importance.get_param_importances(study)
+    except Exception:  # noqa: BLE001 - too few distinct values, conditional params: no plot rather than a crash
+        try:
+            return optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+        except Exception:  # noqa: BLE001
+            return {}
+
+
+def _save(fig: Any, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+# ---- the best configuration as a run config -------------------------------------------------
+
+
+def best_config_yaml(planner: Any, row: ConfigRow) -> str:
+    """A YAML file ``golfplan run --config`` accepts: profile, plugins with params, config keys."""
+    import yaml
+
+    spec = planner._spec_for(row.plugins, row.config)
+    data = spec.to_yaml_dict()
+    data.pop("progress_bar", None)
+    head = (f"# best feasible configuration of study '{planner.d.name}': {row.label} (trial #{row.first})\n"
+            f"# val_bpb {row.summary.fmt() if row.summary else '—'}, artifact {row.artifact_bytes or 0:,} bytes\n"
+            f"# run it: golfplan run --config THIS_FILE\n")
+    return head + yaml.safe_dump(data, sort_keys=False)
+
+
+def write_report(planner: Any, out_dir: str | Path, plots: bool = True) -> dict[str, Any]:
+    """Write STUDY.md, STUDY.csv, the plots and best.yaml under ``out_dir``; return paths and rows."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    d = planner.d
+    rows, base = collect(planner.study, d.alpha, d.noise_floor, d.experiments)
+    best = best_row(rows)
+    best_yaml = best_config_yaml(planner, best) if best else None
+    files: dict[str, Any] = {"rows": rows, "base": base, "best": best}
+    if best_yaml:
+        (out / "best.yaml").write_text(best_yaml)
+        files["best_yaml"] = str(out / "best.yaml")
+    pngs = write_plots(planner.study, rows, out) if plots else []
+    md = markdown_report(planner.study, d, rows, base, planner.spent_s(), pngs, best_yaml)
+    md += "\n" + verdict_legend() + "\n"
+    (out / f"{d.name}.md").write_text(md)
+    (out / f"{d.name}.csv").write_text(csv_text(rows))
+    files.update(markdown=str(out / f"{d.name}.md"), csv=str(out / f"{d.name}.csv"), plots=pngs, text=md)
+    return files

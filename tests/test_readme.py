@@ -1,0 +1,87 @@
+"""The README works as written: its two opening commands match CI, and the complete
+"Write your own technique" example runs, loaded with --plugin-path and as an entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+TINY = ["--profile", "cpu", "--set", "num_layers=2", "--set", "model_dim=64", "--set", "train_seq_len=64",
+        "--set", "train_batch_tokens=1024", "--set", "val_batch_size=1024", "--set", "val_max_tokens=2048",
+        "--set", "iterations=15", "--set", "max_wallclock_seconds=0", "--set", "warmup_steps=0",
+        "--set", "progress_bar=false"]
+
+
+def example_source() -> str:
+    m = re.search(r"<!-- example: my_technique.py -->\s*```python\n(.*?)```", README, re.S)
+    assert m, "README lost its 'Write your own technique' example"
+    return m.group(1)
+
+
+def bash_blocks() -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", README, re.S)
+
+
+def golfplan(*args: str, env=None, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "golfplan", *args], capture_output=True, text=True, env=env, cwd=cwd)
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_second():
+    first, second = bash_blocks()[:2]
+    assert "pip install torch==2.13.0" in first and "golfplan study --plugins tidal,parallel,gqa --trials 20" in first
+    assert "pip install torch==2.13.0" in second and "python -m pytest -x -q" in second
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "pip install -q torch==2.13.0" in ci and ci.strip().endswith("python -m pytest -x -q")
+    assert ci.index("torch==2.13.0") < ci.index("-e '.[test]'")
+
+
+def test_example_technique_via_plugin_path(tmp_path, dataset):
+    f = tmp_path / "my_technique.py"
+    f.write_text(example_source())
+    check = golfplan("check", "--plugin-path", str(f), "--plugins", "confidence_penalty,tidal", "--json")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert json.loads(check.stdout)["ok"]
+    run = golfplan("run", "--plugin-path", str(f), "--plugins", "confidence_penalty", "--set",
+                   "confidence_penalty.beta=0.02", *TINY, "--no-check", "--json", "--out", str(tmp_path / "runs"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout[run.stdout.index("{\n"):])
+    assert result["status"] == "complete" and result["plugins"] == {"confidence_penalty": {"beta": 0.02}}
+
+
+def test_example_technique_changes_the_loss(dataset):
+    import torch
+
+    namespace: dict = {}
+    exec(compile(example_source(), "my_technique.py", "exec"), namespace)
+    term = namespace["ConfidencePenalty"](beta=0.05).on_loss(config=None)
+
+    class Ctx:
+        logits = torch.zeros(3, 8)  # uniform predictions: entropy ln 8
+
+    assert abs(term(Ctx()).item() + 0.05 * torch.log(torch.tensor(8.0)).item()) < 1e-6
+
+
+def test_example_technique_as_an_entry_point(tmp_path, dataset):
+    """The entry-point way: an installed distribution whose entry point in group 'golfplan' names the module."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "my_technique.py").write_text(example_source())
+    toml = re.search(r"\[project\.entry-points\.golfplan\]\n(.*?)\n", README).group(1)
+    name, value = [s.strip().strip('"') for s in toml.split("=")]
+    dist = site / "my_technique_pkg-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-technique-pkg\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[golfplan]\n{name} = {value}\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(REPO), os.environ.get("PYTHONPATH", "")]))
+    show = golfplan("plugins", "show", "confidence_penalty", "--json", env=env)
+    assert show.returncode == 0, show.stderr
+    info = json.loads(show.stdout)
+    assert info["origin"] == "entry point my_technique" and info["params"]["beta"]["default"] == 0.01
+    check = golfplan("check", "--plugins", "confidence_penalty", "--json", env=env)
+    assert check.returncode == 0 and json.loads(check.stdout)["ok"], check.stdout + check.stderr

@@ -12,8 +12,8 @@ TINY = ["--profile", "cpu", "--no-check", "--json", "--set", "num_layers=2", "--
         "--set", "warmup_steps=2", "--set", "val_loss_every=2", "--set", "progress_bar=false"]
 
 
-def run(tmp_path, name, launcher):
-    p = subprocess.run([*launcher, "-m", "golfplan", "run", *TINY, "--out", str(tmp_path), "--name", name],
+def run(tmp_path, name, launcher, extra=()):
+    p = subprocess.run([*launcher, "-m", "golfplan", "run", *TINY, *extra, "--out", str(tmp_path), "--name", name],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     return json.loads((tmp_path / name / "result.json").read_text())
@@ -21,7 +21,8 @@ def run(tmp_path, name, launcher):
 
 def test_two_processes_follow_one_process_with_the_same_global_batch(dataset, tmp_path):
     one = run(tmp_path, "one", [sys.executable])
-    two = run(tmp_path, "two", [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"])
+    # `golfplan run --nproc 2` relaunches itself as `torchrun --nproc_per_node=2 -m golfplan run ...`
+    two = run(tmp_path, "two", [sys.executable], extra=["--nproc", "2"])
     assert one["world_size"] == 1 and two["world_size"] == 2
     curve1 = [h["val_loss"] for h in one["val_history"]]
     curve2 = [h["val_loss"] for h in two["val_history"]]

@@ -13,9 +13,8 @@ from golfplan.core.optim import split_params
 from golfplan.core.state import Clock
 from golfplan.plugins.controlled_burn import ControlledBurn
 from golfplan.plugins.metamorphosis import Metamorphosis, dropout_rate
-from golfplan.plugins.mutation_decay import MutationDecay
+from golfplan.plugins.weight_noise import MutationDecay, WeightPerturbation
 from golfplan.plugins.synaptic_scaling import SynapticScaling
-from golfplan.plugins.weight_perturbation import WeightPerturbation
 from tests.conftest import tiny_config
 
 

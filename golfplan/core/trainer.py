@@ -37,7 +37,7 @@ from golfplan.core.errors import GolfplanError, PluginError
 from golfplan.core.evaluate import ValData, eval_val
 from golfplan.core.export import Artifact, code_bytes, export_int8_zlib
 from golfplan.core.hooks import Hooks, apply_configure, build_model, lr_multiplier, resolve
-from golfplan.core.model import CastedLinear, GPT, count_parameters, restore_low_dim_params_to_fp32
+from golfplan.core.model import CastedLinear, count_parameters, restore_low_dim_params_to_fp32
 from golfplan.core.optim import build_optimizers
 from golfplan.core.state import Clock
 from golfplan.core.technique import Technique

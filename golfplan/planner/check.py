@@ -96,10 +96,10 @@ def run_checks(spec: RunSpec, registry: Any, smoke_steps: int = 30, world_size: 
     ]
     if not only_static:
         stages += [
-            ("trace", lambda: _trace(spec, state)),
-            ("declarations", lambda: _declarations(spec, state, report)),
-            ("smoke", lambda: _smoke(spec, state, smoke_steps)),
-            ("budget", lambda: _budget(spec, state, report)),
+            ("trace", lambda: _trace(state)),
+            ("declarations", lambda: _declarations(state)),
+            ("smoke", lambda: _smoke(state, smoke_steps)),
+            ("budget", lambda: _budget(state, report)),
         ]
     for name, fn in stages:
         t0 = time.perf_counter()
@@ -258,7 +258,7 @@ def _first_line(e: BaseException) -> str:
     return type(e).__name__
 
 
-def _trace(spec: RunSpec, state: dict) -> tuple[str, str, str | None]:
+def _trace(state: dict) -> tuple[str, str, str | None]:
     techniques, config = state["techniques"], state["config"]
     try:
         trace_techniques(config, techniques)
@@ -287,7 +287,7 @@ def _culprit(config: Any, techniques: Sequence[Any]) -> str | None:
     return None
 
 
-def _declarations(spec: RunSpec, state: dict, report: CheckReport) -> tuple[str, str, str | None]:
+def _declarations(state: dict) -> tuple[str, str, str | None]:
     techniques = state["techniques"]
     culprit = state.get("culprit")
     if "trace_error" in state and not state.get("trace_expected_failure"):
@@ -305,7 +305,7 @@ def _declarations(spec: RunSpec, state: dict, report: CheckReport) -> tuple[str,
     return "pass", f"{n} plugin declaration(s) agree with the trace" if n else "no plugins to check", None
 
 
-def _smoke(spec: RunSpec, state: dict, steps: int) -> tuple[str, str, str | None]:
+def _smoke(state: dict, steps: int) -> tuple[str, str, str | None]:
     from golfplan.core.trainer import train
 
     small = shrink(state["config"], steps=steps).replace(allow_eager=True)
@@ -333,7 +333,7 @@ def payload_bytes(named: Sequence[tuple[str, Any]]) -> int:
     return total
 
 
-def _budget(spec: RunSpec, state: dict, report: CheckReport) -> tuple[str, str, str | None]:
+def _budget(state: dict, report: CheckReport) -> tuple[str, str, str | None]:
     import torch
 
     from golfplan.core.export import code_bytes

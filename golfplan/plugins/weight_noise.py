@@ -73,8 +73,14 @@ class MutationDecay(Technique):
     seed_refs = ("NF6", "NF9")
     seed_result = "NF6: 1.6132 (+0.002 vs cosine 1.6117, Neutral); NF9 tidal+mutation 0.001: 1.5902 (~same as tidal's 1.5906)"
 
+    def __init__(self, **values):
+        super().__init__(**values)
+        self._matrices: tuple[int, list[Tensor]] | None = None  # (id of the model, its Muon matrices)
+
     @hookimpl
     def on_step(self, model, optimizers, clock):
+        if self._matrices is None or self._matrices[0] != id(model):  # every step: find them once
+            self._matrices = (id(model), split_params(model)["matrix"])
         std = mutation_std(clock.progress, self.p.initial, self.p.half_life)
         seed = (clock.seed * 1_000_003 + clock.step) ^ _MUTATION_SALT
-        add_noise_(split_params(model)["matrix"], std, seed)
+        add_noise_(self._matrices[1], std, seed)

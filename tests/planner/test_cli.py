@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import optuna
-import pytest
 import yaml
 
 from .conftest import REPO, TINY_SETS, log_events

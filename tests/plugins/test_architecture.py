@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from golfplan.core.config import Config
-from golfplan.core.errors import PluginError
 from golfplan.core.hooks import apply_configure, build_model, resolve
 from golfplan.core.model import GPT, CastedLinear, Block, relu2
 from golfplan.core.optim import Muon, build_optimizers, split_params

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import importlib.util
 import inspect
 import pkgutil
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable
 
-from golfplan.core.errors import PluginError, closest
+from golfplan.core.errors import GolfplanError, PluginError, closest
+from golfplan.core.modules import import_file
 from golfplan.core.technique import Technique
 
 ENTRY_POINT_GROUP = "golfplan"
@@ -85,7 +84,10 @@ class Registry:
             raise PluginError(f"--plugin-path {p}: no such file or folder")
         found: list[type[Technique]] = []
         for f in files:
-            mod = _import_file(f)
+            try:
+                mod = import_file(f, "golfplan_user_plugins", "plugin file")
+            except GolfplanError as e:
+                raise PluginError(str(e)) from None
             classes = techniques_in(mod)
             if not classes and p.is_file():
                 raise PluginError(f"{f} defines no Technique subclass with a name")
@@ -147,20 +149,3 @@ def _check_metadata(cls: type[Technique], origin: str) -> None:
         raise PluginError(f"{where}: needs a one-line summary")
     if not isinstance(cls.params, dict):
         raise PluginError(f"{where}: params must be a dict of Float/Int/Choice/Bool")
-
-
-def _import_file(path: Path) -> ModuleType:
-    name = f"golfplan_user_plugins.{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise PluginError(f"cannot import {path}")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    try:
-        spec.loader.exec_module(mod)
-    except Exception as e:
-        del sys.modules[name]
-        raise PluginError(f"could not load plugin file {path}: {type(e).__name__}: {e}") from None
-    return mod

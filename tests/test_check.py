@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from golfplan.core.config import load_spec
-from golfplan.planner.check import run_checks
+from golfplan.check import run_checks
 from golfplan.registry import Registry
 
 BRANCHY = '''

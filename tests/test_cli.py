@@ -64,10 +64,15 @@ def test_run_refuses_before_training_when_a_check_fails(tmp_path):
 def test_run_prints_the_summary_and_json(dataset, tmp_path):
     p = golfplan("run", *TINY, "--plugins", "tidal", "--out", str(tmp_path), "--name", "r1", "--json")
     assert p.returncode == 0, p.stderr[-3000:]
-    result = json.loads(p.stdout[p.stdout.index("{\n"):])
+    result = json.loads(p.stdout)  # --json: standard output holds the JSON and nothing else
     assert result["status"] == "complete" and result["val_bpb"] < result["untrained_val_bpb"]
+    assert result["capped_by"] == "steps" and result["threads"] >= 1
     assert (tmp_path / "r1" / "result.json").is_file()
-    assert "preflight" in p.stderr and "ok   smoke" in p.stderr
+    events = [json.loads(line) for line in (tmp_path / "r1" / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "result"
+    assert [e for e in events if e["event"] == "val"][-1]["final"] is True
+    # a CPU run is its own smoke test: the preflight skips that stage
+    assert "preflight" in p.stderr and "skip smoke" in p.stderr and "step:" in p.stderr
 
 
 def test_plugins_table_and_show():

@@ -18,6 +18,10 @@ from typing import Any, get_type_hints
 import yaml
 
 from golfplan.core.errors import ConfigError, closest
+from golfplan.core.profiles import PROFILES as PROFILE_BASES
+from golfplan.core.profiles import default_profile
+
+KEYS_HINT = "`golfplan config` lists every key"
 
 ARTIFACT_LIMIT_BYTES = 16_000_000
 
@@ -48,7 +52,8 @@ class Config:
     iterations: int = 20_000
     warmdown_iters: int = 1200
     warmup_steps: int = 20  # priming steps; model and optimizer state are restored after them
-    max_wallclock_seconds: float = 600.0  # 0: no cap
+    max_wallclock_seconds: float = 600.0  # 0: no cap (the run is capped by iterations alone)
+    time_limit_seconds: float = 0.0  # a run still training after this long fails (timeout); 0: none
     seed: int = 1337
     grad_accum_steps: int = 0  # 0: 8 // world_size, as the baseline
     # evaluation
@@ -123,7 +128,7 @@ CHOICES = {
 
 def check_field(key: str, value: Any) -> None:
     if key not in FIELD_TYPES:
-        raise ConfigError(f"unknown config key '{key}'{closest(key, FIELD_NAMES)}")
+        raise ConfigError(f"unknown config key '{key}'{closest(key, FIELD_NAMES, KEYS_HINT)}")
     coerce_field(key, value)
 
 
@@ -164,6 +169,13 @@ def config_problems(c: Config, world_size: int = 1) -> list[str]:
     for key in positive:
         if getattr(c, key) <= 0:
             p.append(f"{key} must be positive, got {getattr(c, key)}")
+    non_negative = ("val_loss_every", "train_log_every", "warmup_steps", "warmdown_iters", "val_max_tokens",
+                    "grad_accum_steps", "muon_momentum_warmup_steps", "max_wallclock_seconds", "time_limit_seconds",
+                    "ms_per_step_hint")
+    for key in non_negative:
+        v = getattr(c, key)
+        if v < 0 or (isinstance(v, float) and not math.isfinite(v)):
+            p.append(f"{key} must be >= 0, got {v}")
     if p:
         return p
     if c.model_dim % c.num_heads:
@@ -172,6 +184,10 @@ def config_problems(c: Config, world_size: int = 1) -> list[str]:
         p.append(f"head dim {c.head_dim} (model_dim/num_heads) must be even for RoPE")
     if c.num_heads % c.num_kv_heads:
         p.append(f"num_heads {c.num_heads} is not divisible by num_kv_heads {c.num_kv_heads}")
+    if c.encoder_layers < -1:
+        p.append(f"encoder_layers must be -1 (half), 0 (pure decoder) or more, got {c.encoder_layers}")
+    if c.muon_backend_steps < 1:
+        p.append(f"muon_backend_steps must be >= 1, got {c.muon_backend_steps}")
     if c.encoder_layers > c.num_layers:
         p.append(f"encoder_layers {c.encoder_layers} exceeds num_layers {c.num_layers}")
     if c.logit_softcap <= 0:
@@ -208,7 +224,13 @@ SPEC_KEYS = ("profile", "plugins", "plugin_path")
 
 @dataclass
 class RunSpec:
-    """What to run: a profile, a resolved Config, and the enabled plugins with their params."""
+    """What to run, resolved once: a profile, the Config, the enabled plugins with their params.
+
+    The command line, the check, the planner and a trial's subprocess all pass this one object
+    (``to_dict``/``from_dict`` carry it across processes exactly: ``golfplan run --spec FILE``)
+    instead of re-reading YAML; ``explicit`` remembers which keys the user set, so a plugin's
+    ``configure`` that disagrees with one of them is still an error there.
+    """
 
     profile: str = "cpu"
     config: Config = field(default_factory=Config)
@@ -216,8 +238,36 @@ class RunSpec:
     plugin_paths: list[str] = field(default_factory=list)
     explicit: set[str] = field(default_factory=set)  # config keys the user set (YAML / --set)
 
+    def replace(self, plugins: dict[str, dict[str, Any]] | None = None, **config: Any) -> "RunSpec":
+        """A copy with other plugins and/or config keys (the changed keys count as explicit)."""
+        return RunSpec(self.profile, self.config.replace(**config) if config else self.config,
+                       {n: dict(p) for n, p in (self.plugins if plugins is None else plugins).items()},
+                       list(self.plugin_paths), set(self.explicit) | set(config))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"resolved_spec": 1, "profile": self.profile, "plugins": {n: dict(p) for n, p in self.plugins.items()},
+                "plugin_path": list(self.plugin_paths), "explicit": sorted(self.explicit),
+                "config": self.config.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "spec") -> "RunSpec":
+        if not isinstance(data, dict) or data.get("resolved_spec") != 1:
+            raise ConfigError(f"{where}: not a resolved run spec (write one with RunSpec.to_dict)")
+        values = dict(data.get("config") or {})
+        for key in values:
+            check_field(key, values[key])
+        explicit = set(data.get("explicit") or [])
+        unknown = explicit - set(FIELD_TYPES)
+        if unknown:
+            raise ConfigError(f"{where}: unknown explicit key '{sorted(unknown)[0]}'")
+        return cls(profile=str(data.get("profile") or "cpu"),
+                   config=Config(**{k: coerce_field(k, v) for k, v in values.items()}),
+                   plugins=normalize_plugins(data.get("plugins"), where),
+                   plugin_paths=[str(p) for p in _as_list(data.get("plugin_path"))], explicit=explicit)
+
     def to_yaml_dict(self) -> dict[str, Any]:
-        """A YAML-able mapping that ``load_spec`` reads back to the same spec."""
+        """A short YAML-able mapping (profile, plugins, the keys that differ from the profile) that
+        ``load_spec`` reads back to the same spec: what ``best.yaml`` holds."""
         base = Config(**PROFILE_BASES.get(self.profile, {}))
         out: dict[str, Any] = {"profile": self.profile}
         if self.plugin_paths:
@@ -227,6 +277,11 @@ class RunSpec:
             if value != getattr(base, key):
                 out[key] = value
         return out
+
+
+def read_spec_file(path: str | Path) -> RunSpec:
+    """A resolved spec written by ``RunSpec.to_dict`` (JSON or YAML)."""
+    return RunSpec.from_dict(read_yaml(path), where=str(path))
 
 
 def parse_set(item: str) -> tuple[str, Any]:
@@ -292,16 +347,17 @@ def load_spec(
     sets: list[str] | None = None,
     plugin_paths: list[str] | None = None,
     overrides: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    where: str | None = None,
 ) -> RunSpec:
-    """Resolve defaults -> profile -> YAML -> --plugins -> --set into a RunSpec."""
-    from golfplan.core.profiles import PROFILES, default_profile
-
-    file_data = read_yaml(config_file) if config_file else {}
-    where = str(config_file) if config_file else "--set"
+    """Resolve defaults -> profile -> YAML (``config_file``, or the same mapping as ``data``) ->
+    --plugins -> --set into a RunSpec. This is the only place a spec is resolved."""
+    file_data = dict(data) if data is not None else (read_yaml(config_file) if config_file else {})
+    where = where or (str(config_file) if config_file else "--set")
     prof = profile or file_data.get("profile") or default_profile()
-    if prof not in PROFILES:
-        raise ConfigError(f"unknown profile '{prof}'{closest(str(prof), PROFILES)}")
-    values: dict[str, Any] = dict(PROFILES[prof])
+    if prof not in PROFILE_BASES:
+        raise ConfigError(f"unknown profile '{prof}'{closest(str(prof), PROFILE_BASES)}")
+    values: dict[str, Any] = dict(PROFILE_BASES[prof])
     explicit: set[str] = set()
     spec_plugins = normalize_plugins(file_data.get("plugins"), where)
     paths = [str(p) for p in _as_list(file_data.get("plugin_path"))]
@@ -309,7 +365,7 @@ def load_spec(
         if key in SPEC_KEYS:
             continue
         if key not in FIELD_TYPES:
-            raise ConfigError(f"{where}: unknown config key '{key}'{closest(key, FIELD_NAMES + SPEC_KEYS)}")
+            raise ConfigError(f"{where}: unknown config key '{key}'{closest(key, FIELD_NAMES + SPEC_KEYS, KEYS_HINT)}")
         values[key] = coerce_field(key, value)
         explicit.add(key)
     for name, params in normalize_plugins(plugins, "--plugins").items():
@@ -336,7 +392,7 @@ def load_spec(
 
 
 def _unknown(key: str) -> Any:
-    raise ConfigError(f"unknown config key '{key}'{closest(key, FIELD_NAMES)}")
+    raise ConfigError(f"unknown config key '{key}'{closest(key, FIELD_NAMES, KEYS_HINT)}")
 
 
 def _as_list(v: Any) -> list:
@@ -344,8 +400,6 @@ def _as_list(v: Any) -> list:
         return []
     return list(v) if isinstance(v, (list, tuple)) else [v]
 
-
-from golfplan.core.profiles import PROFILES as PROFILE_BASES  # noqa: E402  (profiles import nothing from here)
 
 
 def shrink(c: Config, model_dim: int = 64, seq_len: int = 64, steps: int = 30) -> Config:

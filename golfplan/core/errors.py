@@ -25,12 +25,15 @@ class PluginError(GolfplanError):
     """An unknown plugin, a bad plugin parameter, or plugins that cannot be combined."""
 
 
-def closest(name: str, choices: Iterable[str]) -> str:
-    """A ``; did you mean 'x'?`` suffix naming the closest valid choice, or ''."""
+def closest(name: str, choices: Iterable[str], hint: str = "") -> str:
+    """A ``; did you mean 'x'?`` suffix naming the closest valid choice; else the choices when they
+    are few, else ``hint`` (where to find them); '' when there is nothing to offer."""
     choices = sorted(set(choices))
-    match = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    if not choices:
+        return f"; {hint}" if hint else ""
+    match = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     if match:
         return f"; did you mean '{match[0]}'?"
     if len(choices) <= 12:
         return f"; valid: {', '.join(choices)}"
-    return ""
+    return f"; {hint}" if hint else ""

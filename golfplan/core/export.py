@@ -60,6 +60,58 @@ def quantize_float_tensor(t: Tensor) -> tuple[Tensor, Tensor]:
     return q, scale
 
 
+def _share_key(t: Tensor) -> Any:
+    """Identity of a tensor's storage (meta tensors have none: their object identity stands in)."""
+    if not t.numel():
+        return None
+    if t.is_meta:
+        return ("meta", id(t))
+    return (t.data_ptr(), tuple(t.shape), t.dtype, t.device)
+
+
+def unique_tensors(state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The state dict without repeats of shared tensors, and ``{alias: stored name}`` for them."""
+    unique: dict[str, Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[Any, str] = {}
+    for name, tensor in state_dict.items():
+        key = _share_key(tensor)
+        if key is not None and key in seen:
+            aliases[name] = seen[key]
+            continue
+        if key is not None:
+            seen[key] = name
+        unique[name] = tensor
+    return unique, aliases
+
+
+def storage_plan(name: str, t: Tensor) -> str:
+    """How the int8 export stores a tensor: ``raw`` (non-float, as is), ``keep`` (small float: fp16,
+    control tensors fp32) or ``int8`` (per-row int8 + fp16 scales for matrices, one scale otherwise)."""
+    if not t.is_floating_point():
+        return "raw"
+    return "keep" if t.numel() <= INT8_KEEP_FLOAT_MAX_NUMEL else "int8"
+
+
+def stored_bytes(name: str, t: Tensor) -> int:
+    """Bytes the int8 export's payload holds for this tensor (works on meta tensors)."""
+    plan, n = storage_plan(name, t), t.numel()
+    if plan == "raw":
+        return n * t.element_size()
+    if plan == "keep":  # as keep_float_tensor stores it
+        if any(p in name for p in CONTROL_TENSOR_NAME_PATTERNS):
+            return n * 4
+        return n * (2 if t.dtype in (torch.float32, torch.bfloat16) else t.element_size())
+    return n + (t.shape[0] * 2 if t.ndim == 2 else 4)
+
+
+def payload_bytes(state_dict: dict[str, Tensor]) -> int:
+    """How many bytes the int8 export's payload would take for this state dict, before zlib
+    (shared tensors counted once). Exact for real and for meta tensors: the budget check asks it."""
+    unique, _ = unique_tensors(state_dict)
+    return sum(stored_bytes(name, t) for name, t in unique.items())
+
+
 def quantize_state_dict_int8(state_dict: dict[str, Tensor]) -> tuple[dict[str, Any], dict[str, int]]:
     quantized: dict[str, Tensor] = {}
     scales: dict[str, Tensor] = {}
@@ -67,38 +119,28 @@ def quantize_state_dict_int8(state_dict: dict[str, Tensor]) -> tuple[dict[str, A
     passthrough: dict[str, Tensor] = {}
     orig_dtypes: dict[str, str] = {}
     qmeta: dict[str, dict] = {}
-    aliases: dict[str, str] = {}
-    seen: dict[tuple, str] = {}
+    unique, aliases = unique_tensors(state_dict)
     stats = dict.fromkeys(("param_count", "num_tensors", "num_float_tensors", "num_nonfloat_tensors",
                            "baseline_tensor_bytes", "int8_payload_bytes"), 0)
-    for name, tensor in state_dict.items():
-        key = (tensor.data_ptr(), tuple(tensor.shape), tensor.dtype, tensor.device) if tensor.numel() else None
-        if key is not None and key in seen:
-            aliases[name] = seen[key]
-            continue
-        if key is not None:
-            seen[key] = name
+    for name, tensor in unique.items():
         t = tensor.detach().to("cpu").contiguous()
         stats["param_count"] += int(t.numel())
         stats["num_tensors"] += 1
         stats["baseline_tensor_bytes"] += int(t.numel()) * int(t.element_size())
-        if not t.is_floating_point():
+        stats["int8_payload_bytes"] += stored_bytes(name, t)
+        plan = storage_plan(name, t)
+        if plan == "raw":
             stats["num_nonfloat_tensors"] += 1
             passthrough[name] = t
-            stats["int8_payload_bytes"] += int(t.numel()) * int(t.element_size())
-            continue
-        if t.numel() <= INT8_KEEP_FLOAT_MAX_NUMEL:
-            kept = keep_float_tensor(name, t, orig_dtypes)
-            passthrough[name] = kept
-            stats["int8_payload_bytes"] += int(kept.numel()) * int(kept.element_size())
-            continue
-        stats["num_float_tensors"] += 1
-        q, s = quantize_float_tensor(t)
-        if s.ndim > 0:
-            qmeta[name] = {"scheme": "per_row", "axis": 0}
-        quantized[name], scales[name] = q, s
-        dtypes[name] = str(t.dtype).removeprefix("torch.")
-        stats["int8_payload_bytes"] += int(q.numel()) * int(q.element_size()) + int(s.numel()) * int(s.element_size())
+        elif plan == "keep":
+            passthrough[name] = keep_float_tensor(name, t, orig_dtypes)
+        else:
+            stats["num_float_tensors"] += 1
+            q, s = quantize_float_tensor(t)
+            if s.ndim > 0:
+                qmeta[name] = {"scheme": "per_row", "axis": 0}
+            quantized[name], scales[name] = q, s
+            dtypes[name] = str(t.dtype).removeprefix("torch.")
     obj: dict[str, Any] = {"__quant_format__": "int8_clean_per_row_v1", "quantized": quantized,
                            "scales": scales, "dtypes": dtypes, "passthrough": passthrough}
     if qmeta:

@@ -209,3 +209,46 @@ def lr_multiplier(hooks: Hooks, clock: Clock, config: Config) -> float:
     if not math.isfinite(m) or m < 0:
         raise PluginError(f"lr_schedule returned {m} at progress {clock.progress:.3f}; it must be a finite number >= 0")
     return m
+
+
+# ---- the hook reference (``golfplan hooks``, the README's table, the "Used by" test) ---------
+
+
+@dataclass
+class HookDoc:
+    name: str
+    phase: str  # the section of hookspecs.py the hook is declared in
+    args: list[str]
+    firstresult: bool
+    summary: str  # the docstring's first sentence
+    doc: str
+    used_by: list[str]  # the docstring's "Used by:" list
+
+    def signature(self) -> str:
+        return f"{self.name}({', '.join(self.args)})"
+
+
+def hook_reference() -> list[HookDoc]:
+    """Every hook of ``hookspecs.py`` in declaration order, with its phase, arguments and users."""
+    import inspect
+    import re
+
+    source = inspect.getsource(hookspecs).splitlines()
+    sections = [(i + 1, m.group(1).strip()) for i, line in enumerate(source)
+                if (m := re.match(r"#\s*-{3,}\s*(.*?)\s*-{3,}\s*$", line))]
+    out = []
+    for name, fn in vars(hookspecs).items():
+        opts = getattr(fn, "golfplan_spec", None)
+        if opts is None or not callable(fn):
+            continue
+        line = inspect.getsourcelines(fn)[1]
+        phase = next((title for start, title in reversed(sections) if start < line), "")
+        doc = inspect.cleandoc(fn.__doc__ or "")
+        used = re.search(r"Used by:\s*(.*?)(?:\.\s|\.$|$)", " ".join(doc.split()))
+        users = [re.sub(r"\s*\(.*?\)", "", u).strip() for u in used.group(1).split(",")] if used else []
+        users = [u for u in users if u]
+        summary = doc.split("\n\n")[0].replace("\n", " ")
+        out.append(HookDoc(name, phase, list(inspect.signature(fn).parameters), bool(opts.get("firstresult")),
+                           summary, doc, users))
+    out.sort(key=lambda h: inspect.getsourcelines(getattr(hookspecs, h.name))[1])
+    return out

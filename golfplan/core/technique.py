@@ -43,6 +43,17 @@ class Param:
     log: bool = False
     choices: tuple = ()
     help: str = ""
+    at_least: str | None = None  # another param of the plugin this one may not be below
+    above: str | None = None  # another param this one must exceed (ints: by at least 1)
+
+    @property
+    def lower(self) -> str | None:
+        """The param this one is ordered after (``at_least`` or ``above``), if any."""
+        return self.at_least or self.above
+
+    def gap(self) -> float:
+        """How far above its lower param this one must be at least (0 for ``at_least``)."""
+        return 0 if self.at_least else (1 if self.kind == "int" else 0)
 
     def validate(self, name: str, value: Any) -> Any:
         """Return ``value`` coerced to this param's type, or raise PluginError."""
@@ -81,7 +92,8 @@ class Param:
     def describe(self) -> str:
         if self.kind in ("float", "int"):
             scale = " log" if self.log else ""
-            return f"{self.default} [{self.low}, {self.high}{scale}]"
+            order = f" >= {self.at_least}" if self.at_least else (f" > {self.above}" if self.above else "")
+            return f"{self.default} [{self.low}, {self.high}{scale}]{order}"
         if self.kind == "choice":
             return f"{self.default} {{{', '.join(map(str, self.choices))}}}"
         return str(self.default)
@@ -90,6 +102,10 @@ class Param:
         d: dict[str, Any] = {"type": self.kind, "default": self.default}
         if self.kind in ("float", "int"):
             d.update(low=self.low, high=self.high, log=self.log)
+            if self.at_least:
+                d["at_least"] = self.at_least
+            if self.above:
+                d["above"] = self.above
         if self.kind == "choice":
             d["choices"] = list(self.choices)
         if self.help:
@@ -97,16 +113,25 @@ class Param:
         return d
 
 
-def Float(default: float, low: float, high: float, log: bool = False, help: str = "") -> Param:
+def Float(default: float, low: float, high: float, log: bool = False, help: str = "", at_least: str | None = None,
+          above: str | None = None) -> Param:
+    """A float param. ``at_least="other"``: never below the plugin's param ``other`` (``above``:
+    strictly above it); the planner samples ``other`` first, then this one within the valid range."""
     if not low <= default <= high:
         raise ValueError(f"default {default} outside [{low}, {high}]")
-    return Param("float", float(default), float(low), float(high), log, help=help)
+    if at_least and above:
+        raise ValueError("a param is ordered after one other param: give at_least or above, not both")
+    return Param("float", float(default), float(low), float(high), log, help=help, at_least=at_least, above=above)
 
 
-def Int(default: int, low: int, high: int, log: bool = False, help: str = "") -> Param:
+def Int(default: int, low: int, high: int, log: bool = False, help: str = "", at_least: str | None = None,
+        above: str | None = None) -> Param:
+    """An int param; ``at_least`` / ``above`` as for :func:`Float` (``above``: at least one more)."""
     if not low <= default <= high:
         raise ValueError(f"default {default} outside [{low}, {high}]")
-    return Param("int", int(default), int(low), int(high), log, help=help)
+    if at_least and above:
+        raise ValueError("a param is ordered after one other param: give at_least or above, not both")
+    return Param("int", int(default), int(low), int(high), log, help=help, at_least=at_least, above=above)
 
 
 def Choice(default: Any, choices: tuple | list, help: str = "") -> Param:
@@ -143,8 +168,51 @@ class Technique:
                 resolved[key] = spec.validate(key, values.get(key, spec.default))
             except PluginError as e:
                 raise PluginError(f"plugin '{self.name}': {e}") from None
+        for low_name, high_name in self.ordered_params():
+            spec = self.params[high_name]
+            lo, hi = resolved[low_name], resolved[high_name]
+            if hi < lo + spec.gap() or (spec.above and spec.kind == "float" and hi <= lo):
+                rel = "must not exceed" if spec.at_least else "must be below"
+                raise PluginError(f"plugin '{self.name}': {low_name}={lo} {rel} {high_name}={hi}")
         self.values: dict[str, Any] = resolved
         self.p = SimpleNamespace(**resolved)
+
+    def fresh(self) -> "Technique":
+        """A new instance with the same params: what each separate model build gets (the check's
+        traces, its smoke run and the run itself never share per-run state kept on ``self``)."""
+        return type(self)(**self.values)
+
+    @classmethod
+    def ordered_params(cls) -> list[tuple[str, str]]:
+        """``(lower, higher)`` for every param declared ``at_least``/``above`` another, lower ones
+        first (so sampling in this order always knows a param's lower bound). Raises PluginError
+        for a declaration that names no numeric param of the same kind, circles, or leaves the
+        higher param no valid value."""
+        pairs: list[tuple[str, str]] = []
+        for name, spec in cls.params.items():
+            other = spec.lower
+            if other is None:
+                continue
+            where = f"plugin '{cls.name}': param '{name}' is ordered after '{other}'"
+            if other not in cls.params or other == name:
+                raise PluginError(f"{where}, which is not another param of it{closest(other, cls.params)}")
+            low = cls.params[other]
+            if spec.kind not in ("int", "float") or low.kind != spec.kind:
+                raise PluginError(f"{where}: both must be int or both float params")
+            if low.low + spec.gap() > spec.high:
+                raise PluginError(f"{where}: no value of '{name}' up to {spec.high} can exceed '{other}' >= {low.low}")
+            pairs.append((other, name))
+        order: list[str] = []
+        pending = dict((h, l) for l, h in pairs)
+        while pending:
+            ready = [h for h, l in pending.items() if l not in pending]
+            if not ready:
+                raise PluginError(f"plugin '{cls.name}': params {', '.join(sorted(pending))} are ordered in a circle")
+            for h in ready:
+                order.append(h)
+                del pending[h]
+        rank = {n: i for i, n in enumerate(order)}
+        return sorted(pairs, key=lambda p: rank[p[1]])
 
     @classmethod
     def slots(cls) -> tuple[str, ...]:
@@ -164,6 +232,8 @@ class Technique:
             "compile_safe": cls.compile_safe,
             "unsafe_reason": cls.unsafe_reason,
             "params": {k: v.to_dict() for k, v in cls.params.items()},
+            "ordered": [{"lower": lo, "higher": hi, "strict": bool(cls.params[hi].above)}
+                        for lo, hi in cls.ordered_params()],
             "seed_refs": list(cls.seed_refs),
             "seed_result": cls.seed_result,
             "module": cls.__module__,

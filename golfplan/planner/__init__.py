@@ -1,9 +1,9 @@
-"""The planner: preflight checks and Optuna studies over the registry's techniques.
+"""The planner: Optuna studies over the registry's techniques.
 
 Uses ``golfplan.core`` and ``golfplan.registry``; never imports a concrete plugin.
 The programmatic API (imported lazily, so ``golfplan run`` does not pay for Optuna):
 
-    from golfplan.planner import Planner, StudyDef, Job, RunOutcome, write_report, run_checks
+    from golfplan.planner import Planner, StudyDef, Job, RunOutcome, write_report
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ _API = {
     "Job": "golfplan.planner.runner",
     "RunOutcome": "golfplan.planner.runner",
     "write_report": "golfplan.planner.report",
-    "run_checks": "golfplan.planner.check",
-    "CheckReport": "golfplan.planner.check",
 }
 
 __all__ = sorted(_API)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from golfplan.planner.check import run_checks
+from golfplan.check import run_checks
 from golfplan.planner.definition import StudyError, load_study_file
 from golfplan.planner.study import Planner
 

@@ -20,12 +20,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from golfplan.cli.options import add_plugin_path, add_spec_options, spec_from_args
 from golfplan.planner.definition import DEFAULT_STORAGE, StudyDef, StudyError
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    from golfplan.cli import add_spec_options
-
     def common(p: argparse.ArgumentParser, repeats_default: int | None) -> None:
         add_spec_options(p, plugins=False)
         g = p.add_argument_group("study")
@@ -100,7 +99,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", metavar="URL", help=f"default {DEFAULT_STORAGE}")
     p.add_argument("--out", metavar="DIR", help="default reports/STUDY")
     p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--plugin-path", action="append", default=[], metavar="FILE_OR_DIR")
+    add_plugin_path(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("worker", help="add a worker to a running study (from this or another machine)",
@@ -114,7 +113,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-trials", type=int, default=None, help="stop after this many trials here")
     p.add_argument("--data", metavar="DIR", help="this machine's shard folder (if it differs)")
     p.add_argument("--tokenizer", metavar="FILE", help="this machine's tokenizer (if it differs)")
-    p.add_argument("--plugin-path", action="append", default=[], metavar="FILE_OR_DIR")
+    add_plugin_path(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_worker)
 
@@ -138,7 +137,6 @@ def _names(value: str | None, registry: Any, exclude: set[str] = frozenset()) ->
 
 def definition_from_args(args: argparse.Namespace, mode: str | None) -> StudyDef:
     """The study file (if any), then the command line's options on top of it."""
-    from golfplan.cli import spec_from_args
     from golfplan.core.config import read_yaml
     from golfplan.planner.definition import load_study_file
 

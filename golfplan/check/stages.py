@@ -1,0 +1,247 @@
+"""``golfplan check``: reject a bad combination of plugins before any GPU time is spent.
+
+Five checks, in order, stopping at the first failure:
+
+1. static       plugins exist, slots/conflicts/requires hold, params in range, the
+                resolved config is valid, shards and tokenizer exist and agree;
+2. trace        the composed model + loss, on a shrunken copy of the config, trained by the
+                trainer's own step under ``torch.compile(fullgraph=True, backend="eager")``
+                through the run's progress (``golfplan.check.trace``);
+3. declarations each plugin's ``compile_safe`` agrees with what the trace found;
+4. smoke        a few dozen real training steps of the shrunken model on the CPU: the
+                loss must be finite and fall (catches techniques that train nothing);
+                skipped where the run itself is a CPU run (it is its own smoke test);
+5. budget       parameters and estimated artifact bytes of the real config against the
+                16,000,000-byte limit, and the steps the wallclock allows.
+
+Compile-unsafe plugins pass only when the user allows eager mode (``--allow-eager``);
+the report then says the run will be eager.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from golfplan.check.trace import PROGRESS_POINTS, CheckFailed, culprit, trace_techniques
+from golfplan.core.config import RunSpec, config_problems, shrink
+from golfplan.core.errors import GolfplanError
+from golfplan.core.profiles import world_size as profile_world_size
+
+WARN_FRACTION = 0.95  # artifact estimate above 95 % of the limit: a warning
+BASELINE_PARAMS = 17_059_912  # the profiles' ms/step figures are for the baseline model
+
+# Compressed size of the int8 payload (zlib level 9) as a fraction of its raw bytes. Calibrated on
+# the seed log's reported artifacts (240-step models on an RTX 4000): E8 12.9 MB for a 17,172,768-byte
+# payload (0.75) and H1 ~14 MB for 17,687,840 bytes (0.79); the larger is used. How well weights
+# compress depends on how long they trained (benchmarks/README.md: 0.38 after 121 H100 steps), so
+# the budget check also reports the uncompressed payload as an upper bound.
+ZLIB_RATIO = 0.79
+
+
+@dataclass
+class CheckResult:
+    name: str
+    status: str  # pass | fail | warn | skip
+    seconds: float = 0.0
+    message: str = ""
+    plugin: str | None = None
+
+
+@dataclass
+class CheckReport:
+    results: list[CheckResult] = field(default_factory=list)
+    eager: bool = False
+    estimate: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status != "fail" for r in self.results)
+
+    @property
+    def failed(self) -> CheckResult | None:
+        return next((r for r in self.results if r.status == "fail"), None)
+
+    @property
+    def reason(self) -> str:
+        r = self.failed
+        return f"{r.name}: {r.message}" if r else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "reason": self.reason, "eager": self.eager, "estimate": self.estimate,
+                "checks": [asdict(r) for r in self.results]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CheckReport":
+        return cls([CheckResult(**c) for c in data.get("checks", [])], bool(data.get("eager")),
+                   dict(data.get("estimate") or {}))
+
+
+def run_checks(spec: RunSpec, registry: Any, smoke_steps: int = 30, world_size: int | None = None,
+               only_static: bool = False, smoke: bool = True,
+               log: Callable[[CheckResult], None] | None = None) -> CheckReport:
+    """Run the checks in order, stopping at the first failure."""
+    report = CheckReport()
+    ws = world_size or profile_world_size(spec.profile)
+    state: dict[str, Any] = {}
+    stages: list[tuple[str, Callable[[], tuple[str, str, str | None]]]] = [
+        ("static", lambda: _static(spec, registry, ws, state)),
+    ]
+    if not only_static:
+        stages += [
+            ("trace", lambda: _trace(state)),
+            ("declarations", lambda: _declarations(state)),
+            ("smoke", (lambda: _smoke(state, smoke_steps)) if smoke else
+             (lambda: ("skip", "the run itself trains on the CPU: it is its own smoke test", None))),
+            ("budget", lambda: _budget(state, report)),
+        ]
+    for name, fn in stages:
+        t0 = time.perf_counter()
+        try:
+            status, message, plugin = fn()
+        except CheckFailed as e:
+            status, message, plugin = "fail", str(e), e.plugin
+        except GolfplanError as e:
+            status, message, plugin = "fail", str(e), None
+        result = CheckResult(name, status, round(time.perf_counter() - t0, 3), message, plugin)
+        report.results.append(result)
+        if log:
+            log(result)
+        if status == "fail" and name != "trace":  # a failed trace is explained by the declarations check
+            break
+        if name == "declarations" and any(r.status == "fail" for r in report.results):
+            break
+    report.eager = bool(state.get("eager"))
+    return report
+
+
+def _static(spec: RunSpec, registry: Any, world_size: int, state: dict) -> tuple[str, str, str | None]:
+    from golfplan.core.data import TRAIN_PATTERN, load_data_shard, load_validation_tokens, shard_files
+    from golfplan.core.hooks import apply_configure, resolve
+    from golfplan.core.tokenizer import check_tokens_match, check_vocab, load_tokenizer
+
+    techniques = registry.instantiate(spec.plugins)  # unknown names, slots, conflicts, requires, params
+    hooks = resolve(techniques)
+    config = apply_configure(hooks, spec.config, spec.explicit)
+    problems = config_problems(config, world_size)
+    if problems:
+        raise CheckFailed(problems[0])
+    unsafe = [t for t in techniques if not t.compile_safe]
+    if unsafe and not config.allow_eager:
+        t = unsafe[0]
+        raise CheckFailed(f"refused: plugin '{t.name}' is not compile-safe ({t.unsafe_reason or 'declared unsafe'}); "
+                          f"pass --allow-eager to run it in eager mode", t.name)
+    state.update(techniques=techniques, config=config, eager=bool(unsafe))
+    notes = []
+    if config.data_path:
+        if not config.tokenizer_path:
+            raise CheckFailed("--data needs --tokenizer")
+        load_data_shard(shard_files(config.data_path, TRAIN_PATTERN)[0])
+        sp = load_tokenizer(config.tokenizer_path)
+        check_vocab(sp, config.vocab_size, config.tokenizer_path)
+        check_tokens_match(sp, load_validation_tokens(config.data_path, config.train_seq_len, 65536),
+                           config.tokenizer_path)
+        notes.append("shards and tokenizer agree")
+    names = ", ".join(t.name for t in techniques) or "no plugins (baseline)"
+    eager = f"; eager run ({', '.join(t.name for t in unsafe)} not compile-safe)" if unsafe else ""
+    return "pass", f"{names}; config valid{'; ' + notes[0] if notes else ''}{eager}", None
+
+
+def _trace(state: dict) -> tuple[str, str, str | None]:
+    techniques, config = state["techniques"], state["config"]
+    try:
+        trace_techniques(config, techniques)
+    except CheckFailed as e:
+        state["trace_error"] = str(e)
+        who_failed = culprit(config, techniques) if techniques else None
+        state["culprit"] = who_failed
+        unsafe = {t.name for t in techniques if not t.compile_safe}
+        if who_failed in unsafe or (who_failed is None and unsafe):
+            state["trace_expected_failure"] = True
+            who = who_failed or ", ".join(sorted(unsafe))
+            return "pass", f"eager run: {who} does not trace, as declared ({e})", who_failed
+        who = f"plugin '{who_failed}'" if who_failed else "the combination"
+        raise CheckFailed(f"{who}: {e}", who_failed) from None
+    safe_note = " (static graph through progress 0, " + ", ".join(map(str, PROGRESS_POINTS)) + ")"
+    return "pass", f"forward + loss trace with fullgraph=True{safe_note}", None
+
+
+def _declarations(state: dict) -> tuple[str, str, str | None]:
+    techniques = state["techniques"]
+    who = state.get("culprit")
+    if "trace_error" in state and not state.get("trace_expected_failure"):
+        if who:
+            raise CheckFailed(f"plugin '{who}' declares compile_safe = True but does not trace with "
+                              f"fullgraph=True; the declaration is wrong", who)
+        raise CheckFailed("every plugin declares compile_safe = True, yet together they do not trace; "
+                          "an interaction of the declarations is wrong")
+    if "trace_error" not in state:
+        cautious = [t.name for t in techniques if not t.compile_safe]
+        if cautious:
+            return ("warn", f"{', '.join(cautious)} declared not compile-safe but the combination traced; "
+                    f"the run stays eager", cautious[0])
+    n = len(techniques)
+    return "pass", f"{n} plugin declaration(s) agree with the trace" if n else "no plugins to check", None
+
+
+def _smoke(state: dict, steps: int) -> tuple[str, str, str | None]:
+    from golfplan.core.trainer import train
+
+    small = shrink(state["config"], steps=steps).replace(allow_eager=True)
+    result = train(small, [t.fresh() for t in state["techniques"]], log=lambda m: None, distributed=False,
+                   configure=False)
+    if result.status != "complete":
+        raise CheckFailed(f"smoke training failed: {result.reason}")
+    return ("pass", f"{result.steps} steps: loss {result.first_train_loss:.3f} -> {result.last_train_loss:.3f}, "
+            f"val_bpb {result.val_bpb:.3f} (untrained {result.untrained_val_bpb:.3f})", None)
+
+
+def _budget(state: dict, report: CheckReport) -> tuple[str, str, str | None]:
+    import torch
+
+    from golfplan.core.export import code_bytes, payload_bytes
+    from golfplan.core.hooks import build_model, resolve
+    from golfplan.core.profiles import step_capped
+    from golfplan.core.trainer import plugin_files
+
+    config, techniques = state["config"], state["techniques"]
+    with torch.device("meta"):
+        model = build_model(resolve([t.fresh() for t in techniques]), config.replace(device="cpu"))
+    params = sum(p.numel() for p in model.parameters())
+    payload = payload_bytes(model.state_dict(keep_vars=True))
+    code = code_bytes(plugin_files(techniques))
+    artifact = int(payload * ZLIB_RATIO) + code
+    upper = payload + code
+    ms = config.ms_per_step_hint * params / BASELINE_PARAMS if config.ms_per_step_hint > 0 else 0.0
+    steps = None
+    if step_capped(config):
+        steps = config.iterations
+    elif ms > 0:
+        steps = min(config.iterations, int(1000.0 * config.max_wallclock_seconds / ms))
+    limit = config.artifact_limit_bytes
+    report.estimate = {"params": params, "payload_bytes": payload, "code_bytes": code, "artifact_bytes": artifact,
+                       "upper_bound_bytes": upper, "limit_bytes": limit, "ms_per_step": round(ms, 1) or None,
+                       "steps": steps}
+    if step_capped(config):
+        step_note = f"{steps} steps (capped by steps, not time)"
+    elif ms > 0:
+        step_note = (f"~{steps} steps in {config.max_wallclock_seconds:.0f}s at ~{ms:.0f} ms/step (profile's measured "
+                     f"{config.ms_per_step_hint:.0f} ms/step for the baseline, scaled by parameter count)")
+    else:
+        step_note = "steps: no measured ms/step for this profile"
+    msg = (f"{params:,} params; artifact ~{artifact:,} bytes (int8 payload {payload:,} x zlib {ZLIB_RATIO} "
+           f"+ code {code:,}) of {limit:,}; {step_note}")
+    if artifact > limit:
+        raise CheckFailed(f"over the artifact limit: {msg}")
+    if upper > limit:
+        saving = 1 - (limit - code) / payload
+        return "warn", f"{msg}; fits only if zlib saves >= {saving:.0%} of the payload (longer training compresses less)", None
+    if artifact > WARN_FRACTION * limit:
+        return "warn", f"close to the limit: {msg}", None
+    return "pass", msg, None
+
+
+def format_result(r: CheckResult) -> str:
+    mark = {"pass": "ok  ", "fail": "FAIL", "warn": "warn", "skip": "skip"}[r.status]
+    return f"  {mark} {r.name:<13} {r.seconds:6.2f}s  {r.message}"

@@ -58,16 +58,15 @@ def trace_techniques(config: Any, techniques: Sequence[Any]) -> None:
     torch.manual_seed(0)
     model = build_model(hooks, small)
     model.train()
-    optimizers, muon = build_optimizers(model, small)
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randint(0, small.vocab_size, (2, small.train_seq_len), generator=gen)
-    y = torch.randint(0, small.vocab_size, (2, small.train_seq_len), generator=gen)
+    optimizers, muon = build_optimizers(model, small, hooks)
+    batch = _trace_batch(hooks, small)
     with torch.no_grad():
-        model(x, y)  # fill lazily built caches (RoPE tables) so the first trace is the steady state
+        model(batch[0], batch[1], **batch[2])  # fill lazily built caches (RoPE tables): the first trace is the steady state
     params_before = _param_signature(model)
+    x, y, extras = batch
     with dynamo_isolated():
         compiled = torch.compile(model, fullgraph=True, backend="eager", dynamic=False)
-        step = Step(compiled, model, optimizers, muon, hooks, small, lambda: (x, y), grad_accum=1)
+        step = Step(compiled, model, optimizers, muon, hooks, small, lambda: batch, grad_accum=1)
         try:
             prime(step, 1)
         except Exception as e:  # noqa: BLE001 - dynamo raises many types; report the first line
@@ -77,13 +76,32 @@ def trace_techniques(config: Any, techniques: Sequence[Any]) -> None:
             try:
                 with dynamo.config.patch(error_on_recompile=True):
                     step(clock)
-                    compiled(x, y)  # the forward must still be the same graph after this step's edits
+                    compiled(x, y, **extras)  # the forward must still be the same graph after this step's edits
             except Exception as e:  # noqa: BLE001
                 raise CheckFailed(f"the graph changed at progress {p}: {first_line(e)}") from None
             after = _param_signature(model)
             if after != params_before:
                 raise CheckFailed(f"the parameter set changed at progress {p} "
                                   f"({_signature_diff(params_before, after)})")
+
+
+def _trace_batch(hooks: Any, config: Any) -> tuple:
+    """Two sequences to trace with: random tokens, or, when a plugin supplies the training loader
+    (its batches carry extras such as document segments), one of its real batches."""
+    import torch
+
+    if hooks.pm.hook.train_loader.get_hookimpls():
+        from golfplan.core.step import unpack
+        from golfplan.core.trainer import resolve_data
+
+        data = resolve_data(config, True, lambda m: None)
+        loader = hooks.pm.hook.train_loader(config=data, rank=0, world_size=1, device=torch.device("cpu"))
+        if loader is not None:
+            return unpack(loader.next_batch(2 * config.train_seq_len, config.train_seq_len, 1))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, config.vocab_size, (2, config.train_seq_len), generator=gen)
+    y = torch.randint(0, config.vocab_size, (2, config.train_seq_len), generator=gen)
+    return x, y, {}
 
 
 def culprit(config: Any, techniques: Sequence[Any]) -> str | None:

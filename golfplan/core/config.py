@@ -34,6 +34,7 @@ class Config:
     data_path: str = ""
     tokenizer_path: str = ""
     vocab_size: int = 1024
+    bos_id: int = 1  # the token that starts every document (the challenge's shards and the embedded data)
     # model
     num_layers: int = 9
     model_dim: int = 512
@@ -44,6 +45,7 @@ class Config:
     tied_embed_init_std: float = 0.005
     logit_softcap: float = 30.0
     rope_base: float = 10000.0
+    rope_dims: int = 0  # head dims RoPE rotates; 0: all of them (the baseline)
     qk_gain_init: float = 1.5
     encoder_layers: int = -1  # U-Net encoder half; -1: num_layers // 2 (the baseline), 0: pure decoder
     # training
@@ -54,6 +56,7 @@ class Config:
     warmup_steps: int = 20  # priming steps; model and optimizer state are restored after them
     max_wallclock_seconds: float = 600.0  # 0: no cap (the run is capped by iterations alone)
     time_limit_seconds: float = 0.0  # a run still training after this long fails (timeout); 0: none
+    calibration_reserve_seconds: float = 0.0  # of the wallclock cap, kept for calibration (GPTQ's Hessians)
     seed: int = 1337
     grad_accum_steps: int = 0  # 0: 8 // world_size, as the baseline
     # evaluation
@@ -171,6 +174,7 @@ def config_problems(c: Config, world_size: int = 1) -> list[str]:
             p.append(f"{key} must be positive, got {getattr(c, key)}")
     non_negative = ("val_loss_every", "train_log_every", "warmup_steps", "warmdown_iters", "val_max_tokens",
                     "grad_accum_steps", "muon_momentum_warmup_steps", "max_wallclock_seconds", "time_limit_seconds",
+                    "calibration_reserve_seconds",
                     "ms_per_step_hint")
     for key in non_negative:
         v = getattr(c, key)
@@ -192,6 +196,8 @@ def config_problems(c: Config, world_size: int = 1) -> list[str]:
         p.append(f"encoder_layers {c.encoder_layers} exceeds num_layers {c.num_layers}")
     if c.logit_softcap <= 0:
         p.append(f"logit_softcap must be positive, got {c.logit_softcap}")
+    if c.rope_dims < 0 or c.rope_dims % 2 or c.rope_dims > max(c.head_dim, 0):
+        p.append(f"rope_dims must be even and at most the head dim {c.head_dim}, got {c.rope_dims}")
     if c.rope_base <= 1:
         p.append(f"rope_base must be > 1, got {c.rope_base}")
     if c.mlp_hidden <= 0:
@@ -405,15 +411,18 @@ def _as_list(v: Any) -> list:
 def shrink(c: Config, model_dim: int = 64, seq_len: int = 64, steps: int = 30) -> Config:
     """A small, fast copy of ``c`` that keeps every structural property plugins depend on:
     layer count and U-Net split, head and KV-head counts, tying, MLP multiple, softcap,
-    RoPE base and vocabulary. Width shrinks to a multiple of the head count (head dim even),
+    RoPE base (and the share of a head RoPE rotates) and vocabulary. Width shrinks to a multiple of the head count (head dim even),
     sequences and batches shrink, and it runs eager, fp32, on the CPU, without a time cap.
     """
     head_dim = max(2, (model_dim // c.num_heads) // 2 * 2)
     accum = 8
+    rope_dims = 0  # partial RoPE keeps its share of the (smaller) head
+    if 0 < c.rope_dims < c.head_dim:
+        rope_dims = min(max(2, round(c.rope_dims * head_dim / c.head_dim / 2) * 2), head_dim)
     return dataclasses.replace(
-        c, model_dim=head_dim * c.num_heads, train_seq_len=seq_len, train_batch_tokens=accum * 2 * seq_len,
+        c, model_dim=head_dim * c.num_heads, rope_dims=rope_dims, train_seq_len=seq_len, train_batch_tokens=accum * 2 * seq_len,
         grad_accum_steps=0, val_batch_size=accum * 2 * seq_len, val_max_tokens=16 * seq_len,
         iterations=steps, warmdown_iters=max(steps // 5, 1), warmup_steps=0, max_wallclock_seconds=0.0,
         val_loss_every=0, train_log_every=0, muon_momentum_warmup_steps=max(steps // 2, 1),
-        device="cpu", compile="off", dtype="fp32", progress_bar=False,
+        time_limit_seconds=0.0, device="cpu", compile="off", dtype="fp32", progress_bar=False,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -24,6 +25,11 @@ class ValData:
     world_size: int = 1
     device: torch.device = torch.device("cpu")
     autocast: bool = False  # bf16 autocast on CUDA
+    extras: Callable[[Tensor], dict[str, Any]] | None = None  # the loader's batch_extras (document segments)
+
+    def batch_extras(self, x: Tensor) -> dict[str, Any]:
+        """The forward's keyword arguments for a batch, as training gets them from the loader."""
+        return self.extras(x) if self.extras is not None else {}
 
 
 def bits_per_byte(loss_sum: float, token_count: float, byte_count: float) -> float:
@@ -56,7 +62,7 @@ def eval_val(model: nn.Module, val: ValData) -> tuple[float, float]:
             x = local[:-1].reshape(-1, val.seq_len)
             y = local[1:].reshape(-1, val.seq_len)
             with amp:
-                batch_loss = model(x, y).detach()
+                batch_loss = model(x, y, **val.batch_extras(x)).detach()
             n = float(y.numel())
             loss_sum += batch_loss.to(torch.float64) * n
             token_count += n

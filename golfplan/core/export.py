@@ -189,6 +189,12 @@ def export_int8_zlib(state_dict: dict[str, Tensor]) -> Artifact:
     return Artifact(blob=zlib.compress(raw, level=9), load=load_int8_zlib, format="int8_zlib", stats=stats)
 
 
+def export_artifact(hooks: Any, state_dict: dict[str, Tensor], stats: dict[str, Any], config: Any) -> Artifact:
+    """The run's artifact: a plugin's whole-artifact ``export``, else the default int8 + zlib."""
+    art = hooks.pm.hook.export(state_dict=state_dict, config=config)
+    return art if art is not None else export_int8_zlib(state_dict)
+
+
 # ---- code bytes -------------------------------------------------------------------
 
 CORE_CODE_MODULES = ("config", "model", "optim", "data", "tokenizer", "evaluate", "export", "hooks",

@@ -18,13 +18,18 @@ from torch import nn
 from golfplan.core import hookspecs
 from golfplan.core.config import FIELD_TYPES, Config, coerce_field
 from golfplan.core.errors import ConfigError, PluginError, closest
-from golfplan.core.model import GPT, MLP, Block, CausalSelfAttention, ForwardFns, relu2
+from golfplan.core.model import (GPT, MLP, Block, CausalSelfAttention, ForwardFns, LayerOrder, Parts, SkipAdd, Stack,
+                                 relu2, unet_order)
+from golfplan.core.optim import baseline_optimizer, baseline_role, zeropower_via_newtonschulz5
 from golfplan.core.state import Clock
 from golfplan.core.technique import PROJECT, Technique, hookimpl
 
 
 class CoreDefaults:
     """The baseline's behaviour, as ``trylast`` hookimpls every technique can override."""
+
+    def __init__(self) -> None:
+        self.pm: pluggy.PluginManager | None = None  # set by make_manager: Muon's parts are hooks too
 
     @hookimpl(trylast=True)
     def build_attention(self, config: Config, layer_idx: int) -> nn.Module:
@@ -41,6 +46,24 @@ class CoreDefaults:
     @hookimpl(trylast=True)
     def build_block(self, config: Config, layer_idx: int, attn: nn.Module, mlp: nn.Module) -> nn.Module:
         return Block(config, attn, mlp)
+
+    @hookimpl(trylast=True)
+    def param_role(self, name: str, param: Any, config: Config) -> str:
+        return baseline_role(name, param)
+
+    @hookimpl(trylast=True)
+    def build_optimizer(self, role: str, params: list, config: Config) -> Any:
+        fused = bool(params) and params[0].is_cuda
+        if role != "matrix" or self.pm is None:
+            return baseline_optimizer(role, params, config, fused=fused)
+        h = self.pm.hook
+        return baseline_optimizer(role, params, config, fused=fused,
+                                  orthogonalize=h.muon_orthogonalize(config=config),
+                                  precondition=[f for f in h.muon_precondition(config=config) if f is not None])
+
+    @hookimpl(trylast=True)
+    def muon_orthogonalize(self, config: Config) -> Callable:
+        return zeropower_via_newtonschulz5
 
     @hookimpl(trylast=True)
     def lr_schedule(self, clock: Clock, config: Config) -> float:
@@ -73,7 +96,9 @@ def linear_warmdown(clock: Clock, config: Config) -> float:
 def make_manager(techniques: Sequence[Technique]) -> pluggy.PluginManager:
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
-    pm.register(CoreDefaults(), name="golfplan.core.defaults")
+    defaults = CoreDefaults()
+    pm.register(defaults, name="golfplan.core.defaults")
+    defaults.pm = pm
     for t in techniques:
         pm.register(t, name=t.name)
     try:
@@ -126,6 +151,7 @@ class Hooks:
     wd_schedule: Callable[[Clock, Config], float]
     after_backward: list[Callable] = field(default_factory=list)
     on_step: list[Callable] = field(default_factory=list)
+    on_train_end: list[Callable] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
@@ -142,6 +168,7 @@ def resolve(techniques: Sequence[Technique]) -> Hooks:
         wd_schedule=call_order(h.wd_schedule)[0],
         after_backward=call_order(h.after_backward),
         on_step=call_order(h.on_step),
+        on_train_end=call_order(h.on_train_end),
     )
 
 
@@ -191,17 +218,39 @@ def forward_fns(hooks: Hooks, config: Config) -> ForwardFns:
 def build_model(hooks: Hooks, config: Config) -> GPT:
     """Build the GPT through the build hooks, then run ``on_model_built``."""
     h = hooks.pm.hook
+    kept = lambda xs: [x for x in xs if x is not None]  # noqa: E731
     act = h.activation(config=config)
     blocks: list[nn.Module] = []
     for i in range(config.num_layers):
         attn = h.build_attention(config=config, layer_idx=i)
+        taps = kept(h.attention_taps(config=config, layer_idx=i))
+        if taps:
+            if not isinstance(getattr(attn, "taps", None), nn.ModuleList):
+                raise PluginError(f"attention taps need an attention built on golfplan.core.model.CausalSelfAttention; "
+                                  f"layer {i}'s is {type(attn).__name__}")
+            attn.taps.extend(taps)
         mlp = h.build_mlp(config=config, layer_idx=i, activation=act)
         block = h.build_block(config=config, layer_idx=i, attn=attn, mlp=mlp)
         wrapped = h.wrap_block(config=config, layer_idx=i, block=block)
         blocks.append(wrapped if wrapped is not None else block)
-    model = GPT(config, blocks=blocks, fns=forward_fns(hooks, config))
+    orders = h.layer_orders(config=config) or {"default": unet_order(config)}
+    check_orders(orders, config.num_layers)
+    num_skips = max(min(len(e), len(d)) for e, d in orders.values())
+    merge = h.skip_merge(config=config, num_skips=num_skips) or SkipAdd()
+    stack = h.build_stack(config=config, orders=orders, merge=merge) or Stack(orders, merge)
+    parts = Parts(blocks=blocks, embeds=kept(h.build_embed(config=config)), stack=stack, fns=forward_fns(hooks, config))
+    model = GPT(config, parts=parts)
     h.on_model_built(model=model, config=config)
     return model
+
+
+def check_orders(orders: dict[str, LayerOrder], num_layers: int) -> None:
+    if not orders:
+        raise PluginError("layer_orders returned no order")
+    for name, (encoder, decoder) in orders.items():
+        bad = [i for i in (*encoder, *decoder) if not 0 <= int(i) < num_layers]
+        if bad:
+            raise PluginError(f"layer order '{name}' names block {bad[0]}, but there are {num_layers} blocks")
 
 
 def lr_multiplier(hooks: Hooks, clock: Clock, config: Config) -> float:
@@ -246,7 +295,7 @@ def hook_reference() -> list[HookDoc]:
         doc = inspect.cleandoc(fn.__doc__ or "")
         used = re.search(r"Used by:\s*(.*?)(?:\.\s|\.$|$)", " ".join(doc.split()))
         users = [re.sub(r"\s*\(.*?\)", "", u).strip() for u in used.group(1).split(",")] if used else []
-        users = [u for u in users if u]
+        users = [u for u in users if u and u not in ("none", "none yet")]
         summary = doc.split("\n\n")[0].replace("\n", " ")
         out.append(HookDoc(name, phase, list(inspect.signature(fn).parameters), bool(opts.get("firstresult")),
                            summary, doc, users))

@@ -1,15 +1,21 @@
 """Every hook a technique can implement (pluggy project ``golfplan``).
 
 Hooks are resolved once, when a run is built (``golfplan.core.hooks.resolve``).
-Build-time hooks (``configure``, ``build_*``, ``on_model_built``) are called while
-the model is made. Forward hooks (``on_batch``, ``on_embed``, ``on_branch``,
+Build-time hooks (``configure``, ``build_*``, ``attention_taps``, ``layer_orders``,
+``skip_merge``, ``on_model_built``, the optimizer hooks) are called while the model and its
+optimizers are made. Forward hooks (``on_batch``, ``on_embed``, ``on_branch``,
 ``token_loss``, ``reduce_loss``, ``on_loss``) are called once at build time and
 *return plain tensor functions* that the model calls inside the compiled region:
 no plugin dispatch happens there, so they cost nothing per step and cannot break
 the graph by themselves (what their functions do can). Per-step hooks
 (``lr_schedule``, ``wd_schedule``, ``after_backward``, ``on_step``) are resolved
 to plain callables and run outside the compiled region; they must not force a
-GPU sync (no ``.item()``, no Python branch on a tensor value).
+GPU sync (no ``.item()``, no Python branch on a tensor value). End-of-run hooks run once
+the loop ends: ``on_train_end`` (swap in averaged weights), ``calibrate`` (inside the training
+clock), the export chain (``quantize_tensor``, ``export_postpass``, ``compressor``) and the
+evaluation strategy (``evaluate``).
+
+``golfplan hooks`` prints this reference; ``golfplan hooks NAME`` one hook in full.
 
 ``clock`` is a :class:`golfplan.core.state.Clock`: ``step``, ``iterations``,
 ``elapsed_s``, ``wallclock_s`` and ``progress = max(step/iterations,
@@ -83,11 +89,104 @@ def wrap_block(config, layer_idx, block):
 
 
 @hookspec
+def build_embed(config):
+    """Model build: return a module applied to the raw token embeddings, or None.
+
+    Its ``forward(x, ctx) -> x`` runs before the embedding norm in every forward (training,
+    evaluation and anything that scores), in plugin order; it may own parameters and may put
+    tensors in ``ctx.extras`` for the attention taps. ``ctx.input_ids`` and ``ctx.segments``
+    (or ``config.bos_id``) say where documents start: nothing may cross a document boundary.
+    Used by: none yet.
+    """
+
+
+@hookspec
+def attention_taps(config, layer_idx):
+    """Model build, once per layer: return a ``golfplan.core.model.AttentionTap`` for this
+    layer's attention, or None.
+
+    A tap's ``qkv(q, k, v, x, ctx)`` runs just before attention (after RoPE and the q gain),
+    its ``out(y, q, k, v, x, ctx)`` on the per-head outputs before the output projection; taps
+    run in plugin order and may own parameters. Used by: none yet.
+    """
+
+
+@hookspec(firstresult=True)
+def layer_orders(config):
+    """Model build: return ``{name: (encoder block indices, decoder block indices)}``, or None.
+
+    The first order is active from the start; a technique switches ``model.stack.active``
+    between steps (``on_step``). Every order is primed before the timed loop (and by the
+    check's trace), so a switch costs no recompilation. The default is the baseline's U-Net
+    split. Used by: none yet.
+    """
+
+
+@hookspec(firstresult=True)
+def skip_merge(config, num_skips):
+    """Model build: return the module that joins a U-Net skip into the decoder, or None.
+
+    ``forward(x, skip, weight, i) -> x``; ``weight`` is ``model.skip_weights[i]``. The default
+    is the baseline's ``x + weight * skip``. Used by: none yet.
+    """
+
+
+@hookspec(firstresult=True)
+def build_stack(config, orders, merge):
+    """Model build: return the ``golfplan.core.model.Stack`` (subclass) that runs the blocks, or None.
+
+    ``orders`` and ``merge`` are what ``layer_orders`` and ``skip_merge`` gave; a stack calls
+    ``block.attn_out``/``block.mlp_out`` when it needs the branches separately. The default runs
+    the encoder then the decoder with U-Net skips. Used by: none yet.
+    """
+
+
+@hookspec
 def on_model_built(model, config):
     """After the model is built and initialised, before optimizers exist.
 
     May re-wire modules (share them), register buffers, or record initial state.
     Used by: weight_sharing, synaptic_scaling.
+    """
+
+
+# ---- optimizers (build time) ---------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def param_role(name, param, config):
+    """Optimizer build, once per parameter: return its role, or None to leave it to others.
+
+    Roles of the baseline: ``embed`` (the token embedding), ``head`` (an untied head),
+    ``matrix`` (2-D block matrices: Muon) and ``scalar`` (vectors, scalars and control
+    tensors: Adam). A technique routes its own small gate tensors to ``scalar`` here. Used by:
+    none yet.
+    """
+
+
+@hookspec(firstresult=True)
+def build_optimizer(role, params, config):
+    """Optimizer build, once per role with parameters: return its optimizer, or None.
+
+    Every param group needs an ``lr``; the step scales ``base_lr`` (set from ``lr`` when
+    missing) by the schedule. The default is the baseline's: Adam for ``embed``, ``head`` and
+    ``scalar`` with their LRs, Muon for ``matrix``. Used by: none yet.
+    """
+
+
+@hookspec(firstresult=True)
+def muon_orthogonalize(config):
+    """Optimizer build: return ``f(G, steps) -> X``, Muon's orthogonalisation of an update, or None.
+
+    The default is the baseline's quintic Newton-Schulz iteration (3.4445, -4.7750, 2.0315).
+    Compiled on CUDA. Used by: none yet.
+    """
+
+
+@hookspec
+def muon_precondition(config):
+    """Optimizer build: return ``f(G) -> G`` applied to Muon's Nesterov update before it is
+    orthogonalised, or None. Used by: none yet.
     """
 
 
@@ -184,15 +283,52 @@ def on_step(model, optimizers, clock):
     """
 
 
-# ---- end of run -------------------------------------------------------------------
+# ---- data ---------------------------------------------------------------------------
 
 
 @hookspec(firstresult=True)
-def evaluate(model, val, config):
-    """Evaluation (periodic and final): return ``(val_loss, val_bpb)``, or None for the default.
+def train_loader(config, rank, world_size, device):
+    """Run start (and again after priming): return the training-batch loader, or None.
 
-    ``val`` is a :class:`golfplan.core.evaluate.ValData` (tokens, byte tables, rank,
-    world size, device). The default is the challenge's ``eval_val``.
+    A loader has ``next_batch(global_tokens, seq_len, grad_accum)`` returning ``(x, y)`` or
+    ``(x, y, extras)``; ``extras`` (e.g. ``{"segments": ...}``, a document index per position)
+    are passed to the model's forward and reach attention. Its optional
+    ``batch_extras(x) -> dict`` gives the same extras for any batch (evaluation and
+    calibration use it). The default is the baseline's ``DistributedTokenLoader``.
+    Used by: none yet.
+    """
+
+
+# ---- end of run -------------------------------------------------------------------
+
+
+@hookspec
+def on_train_end(model, optimizers, clock):
+    """Once the training loop ends, before the final evaluation, calibration and export
+    (``torch.no_grad`` is active): swap averaged weights in. Used by: none yet.
+    """
+
+
+@hookspec
+def calibrate(model, batches, config):
+    """After ``on_train_end``, inside the training clock: return statistics for the export chain
+    (``{name: tensor}``, e.g. GPTQ's Hessians), or None.
+
+    ``batches`` is an iterator of training batches ``(x, y, extras)`` from a fresh training
+    loader: calibration never sees validation tokens. The time it takes is charged to the
+    wallclock budget (``calibration_reserve_seconds`` of the cap is kept for it) and logged.
+    The statistics of every plugin are merged into one dict. Used by: none yet.
+    """
+
+
+@hookspec(firstresult=True)
+def evaluate(model, val, config, final):
+    """Evaluation: return ``(val_loss, val_bpb)``, or None for the default.
+
+    ``val`` is a :class:`golfplan.core.evaluate.ValData`. ``final`` is False for the periodic
+    and pre-export evaluations, True once, for the score of the round-tripped artifact: a
+    strategy that adapts weights (test-time training) must return None unless ``final``.
+    The default is the challenge's ``eval_val``.
     """
 
 

@@ -6,13 +6,20 @@ pre-norm blocks with ``resid_mix`` (a learned mix of the stream and the embeddin
 skip weights, tied embeddings and a tanh logit softcap. All initialisation is in
 ``GPT._init_weights``.
 
-Techniques change the model only through the build hooks (``build_attention``,
-``activation``, ``build_mlp``, ``build_block``, ``wrap_block``) and the forward
-functions of ``ForwardFns``, which are resolved once when the run is built.
+Techniques change the model only through the build hooks, resolved once when the run is
+built: modules on the raw embeddings (``build_embed``), taps inside every attention
+(``attention_taps``), the attention/MLP/block modules (``build_attention``, ``activation``,
+``build_mlp``, ``build_block``, ``wrap_block``), the order the blocks run in
+(``layer_orders``), how a skip joins the decoder (``skip_merge``), the stack that runs them
+(``build_stack``), and the plain forward functions of ``ForwardFns``.
+
+A forward may carry ``segments`` (a document index per position, from the loader): attention
+then never looks across a document boundary.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -31,12 +38,16 @@ CONTROL_TENSOR_NAME_PATTERNS = (
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, eps: float | None = None) -> None:
+    """RMS normalisation; ``scale`` (a constant, 1 by default) multiplies the output (LN scale)."""
+
+    def __init__(self, eps: float | None = None, scale: float = 1.0) -> None:
         super().__init__()
         self.eps = eps
+        self.scale = scale
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.rms_norm(x, (x.size(-1),), eps=self.eps)
+        y = F.rms_norm(x, (x.size(-1),), eps=self.eps)
+        return y * self.scale if self.scale != 1.0 else y
 
 
 class CastedLinear(nn.Linear):
@@ -54,6 +65,8 @@ def zero_init(linear: nn.Linear) -> nn.Linear:
 
 
 class Rotary(nn.Module):
+    """RoPE tables for the first ``dim`` dimensions of a head (all of them by default)."""
+
     def __init__(self, dim: int, base: float = 10000.0) -> None:
         super().__init__()
         inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
@@ -72,30 +85,69 @@ class Rotary(nn.Module):
         return self._cos_cached.to(dtype=dtype), self._sin_cached.to(dtype=dtype)
 
 
-def apply_rotary_emb(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+def apply_rotary_emb(x: Tensor, cos: Tensor, sin: Tensor, rope_dims: int = 0) -> Tensor:
+    """Rotate the first ``rope_dims`` dims of each head (0: all); the rest pass through."""
+    if 0 < rope_dims < x.size(-1):
+        return torch.cat((apply_rotary_emb(x[..., :rope_dims], cos, sin), x[..., rope_dims:]), dim=-1)
     half = x.size(-1) // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat((x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos), dim=-1)
 
 
+class AttentionTap(nn.Module):
+    """A module inside every attention (``attention_taps``); override what you need.
+
+    ``qkv`` sees q (batch, heads, seq, head_dim) and k, v (batch, kv_heads, seq, head_dim)
+    after RoPE and the q gain, just before attention; ``out`` sees the per-head outputs y
+    (batch, heads, seq, head_dim) before they are merged and projected. ``x`` is the
+    attention's (normed) input, ``ctx`` the forward context (may be None outside a model
+    forward).
+    """
+
+    def qkv(self, q: Tensor, k: Tensor, v: Tensor, x: Tensor, ctx: ForwardContext | None) -> tuple[Tensor, Tensor, Tensor]:
+        return q, k, v
+
+    def out(self, y: Tensor, q: Tensor, k: Tensor, v: Tensor, x: Tensor, ctx: ForwardContext | None) -> Tensor:
+        return y
+
+
+def document_mask(segments: Tensor) -> Tensor:
+    """(batch, 1, seq, seq) bool: position i may attend to j <= i of the same document."""
+    same = segments[:, None, :, None] == segments[:, None, None, :]
+    t = segments.size(-1)
+    causal = torch.ones(t, t, dtype=torch.bool, device=segments.device).tril()
+    return same & causal
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, segments: Tensor | None) -> Tensor:
+    """Causal attention; with ``segments``, also never across a document boundary (an explicit
+    mask for SDPA; the trainer enables a kernel that takes one on CUDA)."""
+    gqa = k.size(1) != q.size(1)
+    if segments is None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=True, enable_gqa=gqa)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=document_mask(segments), enable_gqa=gqa)
+
+
 class CausalSelfAttention(nn.Module):
     """Grouped-query attention: ``num_kv_heads`` key/value heads shared by ``num_heads`` query heads."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, taps: list[nn.Module] | None = None) -> None:
         super().__init__()
         dim = config.model_dim
         self.num_heads = config.num_heads
         self.num_kv_heads = config.num_kv_heads
         self.head_dim = dim // config.num_heads
+        self.rope_dims = config.rope_dims if 0 < config.rope_dims < self.head_dim else 0
         kv_dim = self.num_kv_heads * self.head_dim
         self.c_q = CastedLinear(dim, dim, bias=False)
         self.c_k = CastedLinear(dim, kv_dim, bias=False)
         self.c_v = CastedLinear(dim, kv_dim, bias=False)
         self.proj = zero_init(CastedLinear(dim, dim, bias=False))
         self.q_gain = nn.Parameter(torch.full((self.num_heads,), config.qk_gain_init, dtype=torch.float32))
-        self.rotary = Rotary(self.head_dim, base=config.rope_base)
+        self.rotary = Rotary(self.rope_dims or self.head_dim, base=config.rope_base)
+        self.taps = nn.ModuleList(taps or [])
 
-    def heads(self, x: Tensor) -> Tensor:
+    def heads(self, x: Tensor, ctx: ForwardContext | None = None) -> Tensor:
         """Per-head attention outputs, shape (batch, num_heads, seq, head_dim)."""
         bsz, seqlen, _ = x.shape
         q = self.c_q(x).reshape(bsz, seqlen, self.num_heads, self.head_dim).transpose(1, 2)
@@ -104,19 +156,22 @@ class CausalSelfAttention(nn.Module):
         q = F.rms_norm(q, (q.size(-1),))
         k = F.rms_norm(k, (k.size(-1),))
         cos, sin = self.rotary(seqlen, x.device, q.dtype)
-        q = apply_rotary_emb(q, cos, sin)
-        k = apply_rotary_emb(k, cos, sin)
+        q = apply_rotary_emb(q, cos, sin, self.rope_dims)
+        k = apply_rotary_emb(k, cos, sin, self.rope_dims)
         q = q * self.q_gain.to(dtype=q.dtype)[None, :, None, None]
-        return F.scaled_dot_product_attention(
-            q, k, v, attn_mask=None, is_causal=True, enable_gqa=(self.num_kv_heads != self.num_heads)
-        )
+        for tap in self.taps:
+            q, k, v = tap.qkv(q, k, v, x, ctx)
+        y = attend(q, k, v, ctx.segments if ctx is not None else None)
+        for tap in self.taps:
+            y = tap.out(y, q, k, v, x, ctx)
+        return y
 
     def merge(self, y: Tensor) -> Tensor:
         bsz, _, seqlen, _ = y.shape
         return self.proj(y.transpose(1, 2).contiguous().reshape(bsz, seqlen, self.num_heads * self.head_dim))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.merge(self.heads(x))
+    def forward(self, x: Tensor, ctx: ForwardContext | None = None) -> Tensor:
+        return self.merge(self.heads(x, ctx))
 
 
 def relu2(x: Tensor) -> Tensor:
@@ -135,7 +190,12 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """The baseline's pre-norm block: x = mix(x, x0); x += s_a·attn(n(x)); x += s_m·mlp(n(x))."""
+    """The baseline's pre-norm block: x = mix(x, x0); x += s_a·attn(n(x)); x += s_m·mlp(n(x)).
+
+    ``attn_out``/``mlp_out`` are the two branches as they enter the residual, from the stream
+    (a stack with several residual lanes calls them separately); ``attn_branch``/``mlp_branch``
+    the same from an already normed input. ``attn_post``/``mlp_post`` act on a branch's output
+    before its scale (identities in the baseline; sandwich norm puts norms there)."""
 
     def __init__(self, config: Config, attn: nn.Module, mlp: nn.Module) -> None:
         super().__init__()
@@ -144,6 +204,8 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm()
         self.attn = attn
         self.mlp = mlp
+        self.attn_post: nn.Module = nn.Identity()
+        self.mlp_post: nn.Module = nn.Identity()
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
@@ -156,11 +218,75 @@ class Block(nn.Module):
         """A branch output on its way into the residual: the ``on_branch`` functions, then the scale."""
         return scale.to(dtype=y.dtype)[None, None, :] * ctx.model.branch(y, ctx)
 
+    def attn_branch(self, h: Tensor, ctx: ForwardContext) -> Tensor:
+        return self.scaled(self.attn_scale, self.attn_post(self.attn(h, ctx)), ctx)
+
+    def mlp_branch(self, h: Tensor, ctx: ForwardContext) -> Tensor:
+        return self.scaled(self.mlp_scale, self.mlp_post(self.mlp(h)), ctx)
+
+    def attn_out(self, x: Tensor, ctx: ForwardContext) -> Tensor:
+        return self.attn_branch(self.attn_norm(x), ctx)
+
+    def mlp_out(self, x: Tensor, ctx: ForwardContext) -> Tensor:
+        return self.mlp_branch(self.mlp_norm(x), ctx)
+
     def forward(self, x: Tensor, x0: Tensor, ctx: ForwardContext) -> Tensor:
         x = self.mix(x, x0)
-        x = x + self.scaled(self.attn_scale, self.attn(self.attn_norm(x)), ctx)
-        x = x + self.scaled(self.mlp_scale, self.mlp(self.mlp_norm(x)), ctx)
+        x = x + self.attn_out(x, ctx)
+        return x + self.mlp_out(x, ctx)
+
+
+# ---- the stack: which blocks run in which order, and how the U-Net skips join ----------
+
+LayerOrder = tuple[tuple[int, ...], tuple[int, ...]]  # (encoder block indices, decoder block indices)
+
+
+def unet_order(config: Config) -> LayerOrder:
+    """The baseline's order: the first ``num_encoder_layers`` blocks, then the rest."""
+    n_enc = config.num_encoder_layers
+    return tuple(range(n_enc)), tuple(range(n_enc, config.num_layers))
+
+
+class SkipAdd(nn.Module):
+    """The baseline's skip: x + w_i · skip."""
+
+    def forward(self, x: Tensor, skip: Tensor, weight: Tensor, i: int) -> Tensor:
+        return x + weight.to(dtype=x.dtype)[None, None, :] * skip
+
+
+class Stack(nn.Module):
+    """Runs the blocks in the active layer order: each encoder block's output is kept, and the
+    decoder blocks take them back, last first, through ``merge`` (the U-Net skips).
+
+    ``orders`` maps a name to a (encoder, decoder) order; ``active`` names the one in use. A
+    technique may switch ``active`` between steps (on the host: no sync); every order is primed
+    before the timed loop, so a switch costs no recompilation there.
+    """
+
+    def __init__(self, orders: dict[str, LayerOrder], merge: nn.Module) -> None:
+        super().__init__()
+        self.orders = {name: (tuple(e), tuple(d)) for name, (e, d) in orders.items()}
+        self.active = next(iter(self.orders))
+        self.merge = merge
+
+    @property
+    def num_skips(self) -> int:
+        return max(min(len(e), len(d)) for e, d in self.orders.values())
+
+    def forward(self, model: "GPT", x: Tensor, x0: Tensor, ctx: ForwardContext) -> Tensor:
+        encoder, decoder = self.orders[self.active]
+        skips: list[Tensor] = []
+        for i in encoder:
+            x = model.blocks[i](x, x0, ctx)
+            skips.append(x)
+        for j, i in enumerate(decoder):
+            if skips:
+                x = self.merge(x, skips.pop(), model.skip_weights[j], j)
+            x = model.blocks[i](x, x0, ctx)
         return x
+
+
+# ---- the model --------------------------------------------------------------------------
 
 
 def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
@@ -183,23 +309,38 @@ class ForwardFns:
     loss_terms: list[Callable] = field(default_factory=list)
 
 
+@dataclass
+class Parts:
+    """What the build hooks made, handed to ``GPT`` (the defaults are the baseline's)."""
+
+    blocks: list[nn.Module] | None = None
+    embeds: list[nn.Module] = field(default_factory=list)
+    stack: Stack | None = None
+    fns: ForwardFns | None = None
+
+
 class GPT(nn.Module):
-    def __init__(self, config: Config, blocks: list[nn.Module] | None = None, fns: ForwardFns | None = None) -> None:
+    def __init__(self, config: Config, blocks: list[nn.Module] | None = None, fns: ForwardFns | None = None,
+                 parts: Parts | None = None) -> None:
         super().__init__()
         if config.logit_softcap <= 0.0:
             raise ValueError(f"logit_softcap must be positive, got {config.logit_softcap}")
+        parts = parts or Parts(blocks=blocks, fns=fns)
         self.config = config
         self.tie_embeddings = config.tie_embeddings
         self.logit_softcap = config.logit_softcap
-        self.fns = fns or ForwardFns()
+        self.fns = parts.fns or ForwardFns()
         self.tok_emb = nn.Embedding(config.vocab_size, config.model_dim)
-        self.num_encoder_layers = config.num_encoder_layers
-        self.num_decoder_layers = config.num_layers - self.num_encoder_layers
-        self.num_skip_weights = min(self.num_encoder_layers, self.num_decoder_layers)
-        self.skip_weights = nn.Parameter(torch.ones(self.num_skip_weights, config.model_dim, dtype=torch.float32))
+        self.embeds = nn.ModuleList(parts.embeds)
+        blocks = parts.blocks
         if blocks is None:
             blocks = [Block(config, CausalSelfAttention(config), MLP(config)) for _ in range(config.num_layers)]
         self.blocks = nn.ModuleList(blocks)
+        self.stack = parts.stack or Stack({"default": unet_order(config)}, SkipAdd())
+        first_encoder, first_decoder = self.stack.orders[self.stack.active]
+        self.num_encoder_layers, self.num_decoder_layers = len(first_encoder), len(first_decoder)
+        self.num_skip_weights = self.stack.num_skips
+        self.skip_weights = nn.Parameter(torch.ones(self.num_skip_weights, config.model_dim, dtype=torch.float32))
         self.final_norm = RMSNorm()
         self.lm_head = None if config.tie_embeddings else zero_init(
             CastedLinear(config.model_dim, config.vocab_size, bias=False))
@@ -223,27 +364,21 @@ class GPT(nn.Module):
     def hidden(self, input_ids: Tensor, ctx: ForwardContext) -> Tensor:
         """Final normed hidden states, shape (batch*seq, model_dim)."""
         x = self.tok_emb(input_ids)
+        for module in self.embeds:  # before the norm, in every forward (training, evaluation, scoring)
+            x = module(x, ctx)
         x = F.rms_norm(x, (x.size(-1),))
         if ctx.training:
             for f in self.fns.embed:
                 x = f(x, ctx)
-        x0 = x
-        skips: list[Tensor] = []
-        for i in range(self.num_encoder_layers):
-            x = self.blocks[i](x, x0, ctx)
-            skips.append(x)
-        for i in range(self.num_decoder_layers):
-            if skips:
-                x = x + self.skip_weights[i].to(dtype=x.dtype)[None, None, :] * skips.pop()
-            x = self.blocks[self.num_encoder_layers + i](x, x0, ctx)
+        x = self.stack(self, x, x, ctx)
         return self.final_norm(x).reshape(-1, x.size(-1))
 
     def logits(self, h: Tensor) -> Tensor:
         proj = F.linear(h, self.tok_emb.weight) if self.lm_head is None else self.lm_head(h)
         return self.logit_softcap * torch.tanh(proj / self.logit_softcap)
 
-    def forward(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
-        ctx = ForwardContext(self, self.progress, input_ids, target_ids, self.training)
+    def forward(self, input_ids: Tensor, target_ids: Tensor, segments: Tensor | None = None) -> Tensor:
+        ctx = ForwardContext(self, self.progress, input_ids, target_ids, self.training, segments)
         if self.training:
             for f in self.fns.batch:
                 input_ids, target_ids = f(input_ids, target_ids, ctx)
@@ -259,6 +394,13 @@ class GPT(nn.Module):
             loss = loss + term(ctx)
         return loss
 
+    def token_losses(self, input_ids: Tensor, target_ids: Tensor, segments: Tensor | None = None) -> Tensor:
+        """Per-token cross-entropy (batch, seq) under the current mode, no training functions:
+        what evaluation strategies score with."""
+        ctx = ForwardContext(self, self.progress, input_ids, target_ids, False, segments)
+        logits = self.logits(self.hidden(input_ids, ctx))
+        return F.cross_entropy(logits.float(), target_ids.reshape(-1), reduction="none").view_as(target_ids)
+
 
 def restore_low_dim_params_to_fp32(module: nn.Module) -> None:
     """After a bf16 cast: vectors, scalars and control tensors go back to fp32 (as the baseline)."""
@@ -270,3 +412,9 @@ def restore_low_dim_params_to_fp32(module: nn.Module) -> None:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def layer_at(fraction: float, num_layers: int) -> int:
+    """The block index at ``fraction`` of the depth (rounded), for layer-indexed settings that
+    must still mean something when a profile shrinks the depth: 3/11 of 11 layers is layer 3."""
+    return min(max(int(math.floor(fraction * num_layers + 0.5)), 0), num_layers - 1)

@@ -60,6 +60,7 @@ class RunResult:
     steps: int = 0
     ms_per_step: float | None = None
     train_time_s: float = 0.0
+    calibration_s: float = 0.0  # charged to the training clock
     wallclock_s: float = 0.0
     tokens_per_s: float | None = None
     artifact_bytes: int | None = None  # code + compressed model

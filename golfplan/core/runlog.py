@@ -7,6 +7,7 @@ Events (every one has ``event`` and ``t``, seconds since the run started):
     train      step, train_loss, train_time_ms
     val        step, val_loss, val_bpb, train_time_ms, final (true for the last one before export)
     stop       step, train_time_ms, capped_by (steps | wallclock)
+    calibration seconds, train_plus_calibration_s (the calibrate hooks, charged to the training clock)
     export     format, model_bytes, code_bytes, artifact_bytes
     result     the whole RunResult (status, failure kind, reason, val_bpb, ...), always last
 """

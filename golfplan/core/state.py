@@ -36,17 +36,23 @@ class Clock:
 class ForwardContext:
     """What the forward hooks' functions see inside the compiled region.
 
-    ``progress`` is a 0-d float tensor buffer of the model, updated in place each step,
-    so reading it never recompiles. ``logits``, ``token_loss`` are filled before the
-    ``on_loss`` terms run.
+    ``model`` is the GPT; ``progress`` is a 0-d float tensor buffer of the model, updated in
+    place each step, so reading it never recompiles; ``input_ids``/``targets`` are the batch
+    (batch, seq); ``training`` says whether this is a training forward; ``segments`` is the
+    document index of each position (batch, seq) when the loader gives one, else None (then
+    ``input_ids == config.bos_id`` marks document starts); ``extras`` is a dict the forward's
+    modules may use to pass tensors to one another (an embedding module to the attention
+    taps, say). ``logits``, ``token_loss`` are filled before the ``on_loss`` terms run.
     """
 
     def __init__(self, model: Any, progress: torch.Tensor, input_ids: torch.Tensor, targets: torch.Tensor,
-                 training: bool) -> None:
+                 training: bool, segments: torch.Tensor | None = None) -> None:
         self.model = model
         self.progress = progress
         self.input_ids = input_ids
         self.targets = targets
         self.training = training
+        self.segments = segments
+        self.extras: dict[str, Any] = {}
         self.logits: torch.Tensor | None = None
         self.token_loss: torch.Tensor | None = None

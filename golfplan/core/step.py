@@ -27,7 +27,12 @@ from golfplan.core.config import Config
 from golfplan.core.hooks import Hooks, lr_multiplier
 from golfplan.core.state import Clock
 
-Batch = tuple[Tensor, Tensor]
+Batch = tuple  # (x, y) or (x, y, extras): extras are keyword arguments of the model's forward
+
+
+def unpack(batch: Batch) -> tuple[Tensor, Tensor, dict[str, Any]]:
+    x, y, *rest = batch
+    return x, y, (rest[0] if rest else {})
 
 
 @dataclass
@@ -59,9 +64,9 @@ class Step:
         for micro in range(self.grad_accum):
             if self.ddp:
                 self.model.require_backward_grad_sync = micro == self.grad_accum - 1
-            x, y = self.next_batch()
+            x, y, extras = unpack(self.next_batch())
             with self.amp():
-                loss = self.model(x, y)
+                loss = self.model(x, y, **extras)
             total = loss.detach() if total is None else total + loss.detach()
             (loss * (1.0 / self.grad_accum)).backward()
         assert total is not None
@@ -101,20 +106,28 @@ class Step:
 
 def prime(step: Step, steps: int, log: Callable[[str], None] = lambda m: None) -> None:
     """Warm the compiled paths with ``steps`` forward/backward + optimizer steps (no schedule, no
-    hooks: as the baseline), then restore the initial weights and optimizer state."""
+    hooks: as the baseline) for each layer order of the stack (a technique that switches orders
+    mid-run then switches between graphs already compiled), then restore the initial weights,
+    optimizer state and order."""
     if steps <= 0:
         return
+    stack = step.base.stack
+    first = stack.active
     init_model = {k: v.detach().cpu().clone() for k, v in step.base.state_dict().items()}
     init_opts = [copy.deepcopy(opt.state_dict()) for opt in step.optimizers]
     step.model.train()
-    for i in range(steps):
-        step.zero_grad()
-        step.forward_backward()
-        for opt in step.optimizers:
-            opt.step()
-        step.zero_grad()
-        if steps <= 20 or (i + 1) % 10 == 0 or i + 1 == steps:
-            log(f"warmup_step:{i + 1}/{steps}")
+    for name in stack.orders:
+        stack.active = name
+        tag = f" ({name})" if len(stack.orders) > 1 else ""
+        for i in range(steps):
+            step.zero_grad()
+            step.forward_backward()
+            for opt in step.optimizers:
+                opt.step()
+            step.zero_grad()
+            if steps <= 20 or (i + 1) % 10 == 0 or i + 1 == steps:
+                log(f"warmup_step:{i + 1}/{steps}{tag}")
+    stack.active = first
     step.base.load_state_dict(init_model, strict=True)
     for opt, state in zip(step.optimizers, init_opts):
         opt.load_state_dict(state)

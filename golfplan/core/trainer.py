@@ -33,7 +33,7 @@ from golfplan.core.config import Config
 from golfplan.core.data import DistributedTokenLoader, load_validation_tokens
 from golfplan.core.errors import GolfplanError, PluginError
 from golfplan.core.evaluate import ValData, eval_val
-from golfplan.core.export import Artifact, code_bytes, export_int8_zlib
+from golfplan.core.export import Artifact, code_bytes, export_artifact
 from golfplan.core.hooks import Hooks, apply_configure, build_model, resolve
 from golfplan.core.model import CastedLinear, count_parameters, restore_low_dim_params_to_fp32
 from golfplan.core.optim import build_optimizers
@@ -160,7 +160,7 @@ class Run:
         step = self._model()
         prime(step, c.warmup_steps, self.log)
         if c.warmup_steps > 0:  # training starts from the data's beginning, as the baseline's
-            self.train_loader = DistributedTokenLoader(c.data_path, d.rank, d.world_size, device)
+            self.train_loader = self._make_loader()
         step.next_batch = self._next_batch
         self._loop(step)
         self._finish()
@@ -180,7 +180,7 @@ class Run:
 
             enable_cudnn_sdp(False)
             enable_flash_sdp(True)
-            enable_mem_efficient_sdp(False)
+            enable_mem_efficient_sdp(False)  # re-enabled in _data when attention takes document masks
             enable_math_sdp(False)
             torch.cuda.set_device(device)
         else:
@@ -197,7 +197,15 @@ class Run:
                            d.rank, d.world_size, device, autocast=self.bf16 and device.type == "cuda")
         val_bytes = float(tables.count(val_tokens[:-1].long(), val_tokens[1:].long()).double().sum())
         self.result.untrained_val_bpb = math.log2(c.vocab_size) * (val_tokens.numel() - 1) / val_bytes
-        self.train_loader = DistributedTokenLoader(c.data_path, d.rank, d.world_size, device)
+        self.train_loader = self._make_loader()
+        self.val.extras = getattr(self.train_loader, "batch_extras", None)
+        if self.val.extras is not None and device.type == "cuda":  # flash takes no mask: documents need another kernel
+            torch.backends.cuda.enable_mem_efficient_sdp(True)
+
+    def _make_loader(self) -> Any:
+        c, d = self.config, self.d
+        loader = self.hooks.pm.hook.train_loader(config=c, rank=d.rank, world_size=d.world_size, device=self.device)
+        return loader if loader is not None else DistributedTokenLoader(c.data_path, d.rank, d.world_size, self.device)
 
     def _next_batch(self):
         c = self.config
@@ -228,7 +236,7 @@ class Run:
                 model = DDP(compiled, device_ids=[d.local_rank] if cuda else None, broadcast_buffers=False,
                             find_unused_parameters=find_unused)
         self.base, self.model = base, model
-        optimizers, muon = build_optimizers(base, c, fused=cuda)
+        optimizers, muon = build_optimizers(base, c, self.hooks, fused=cuda)
         amp = (lambda: torch.autocast(device_type="cuda", dtype=torch.bfloat16)) if (self.bf16 and cuda) else nullcontext
         self.log(f"model_params:{r.params} world_size:{d.world_size} grad_accum_steps:{self.grad_accum} "
                  f"compile:{self.want_compile} dtype:{'bf16' if self.bf16 else 'fp32'} device:{device}")
@@ -238,9 +246,11 @@ class Run:
         return Step(model, base, optimizers, muon, self.hooks, c, self._next_batch, self.grad_accum, amp, d.enabled)
 
     # ---- evaluation ------------------------------------------------------------------------
-    def evaluate(self) -> tuple[float, float]:
+    def evaluate(self, final: bool = False) -> tuple[float, float]:
+        """The evaluation strategy (``evaluate`` hook) or the challenge's ``eval_val``. Only the score
+        of the round-tripped artifact is ``final``: a strategy that adapts weights acts only there."""
         out = self.hooks.pm.hook.evaluate(model=self.base if not self.d.enabled else self.model, val=self.val,
-                                          config=self.config)
+                                          config=self.config, final=final)
         return out if out is not None else eval_val(self.model, self.val)
 
     def _validate(self, step: int, train_ms: float, final: bool) -> None:
@@ -262,7 +272,8 @@ class Run:
         from tqdm import tqdm
 
         c, d, device, r = self.config, self.d, self.device, self.result
-        wallclock_s = c.max_wallclock_seconds if c.max_wallclock_seconds > 0 else 0.0
+        # the loop stops early enough to leave the calibration its reserve inside the cap
+        wallclock_s = max(c.max_wallclock_seconds - c.calibration_reserve_seconds, 0.0) if c.max_wallclock_seconds > 0 else 0.0
         clock = Clock(step=0, iterations=c.iterations, wallclock_s=wallclock_s,
                       warmdown_iters=c.warmdown_iters, seed=c.seed)
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
@@ -324,6 +335,10 @@ class Run:
         self._check_finite(step)
         capped = stop_after is not None and step < c.iterations
         r.capped_by = "wallclock" if capped else "steps"
+        if self.hooks.on_train_end:
+            with torch.no_grad():
+                for fn in self.hooks.on_train_end:
+                    fn(model=self.base, optimizers=step_fn.optimizers, clock=clock)
         self._validate(step, train_ms, final=True)
         if capped:
             self.log(f"stopping_early: wallclock_cap train_time:{train_ms:.0f}ms step:{step}/{c.iterations}")
@@ -332,6 +347,42 @@ class Run:
         r.train_time_s = round(train_ms / 1000.0, 3)
         r.ms_per_step = round(train_ms / max(step, 1), 2)
         r.tokens_per_s = round(c.train_batch_tokens * step / max(train_ms / 1000.0, 1e-9), 1)
+
+    def _calibrate(self) -> dict[str, Any]:
+        """The ``calibrate`` hooks on training batches, timed: their time counts against the
+        training clock (train time + calibration must fit the wallclock cap)."""
+        calibrate = self.hooks.pm.hook.calibrate
+        if not calibrate.get_hookimpls():
+            return {}
+        from golfplan.core.step import unpack
+
+        loader = self._make_loader()  # a fresh training loader: calibration never reads validation tokens
+
+        def batches():
+            while True:
+                yield unpack(loader.next_batch(self.config.train_batch_tokens, self.config.train_seq_len,
+                                               self.grad_accum))
+
+        sync(self.device)
+        t0 = time.perf_counter()
+        stats: dict[str, Any] = {}
+        was_training = self.base.training
+        self.base.eval()
+        for out in calibrate(model=self.base, batches=batches(), config=self.config):
+            stats.update(out or {})
+        self.base.train(was_training)
+        sync(self.device)
+        r = self.result
+        r.calibration_s = round(time.perf_counter() - t0, 3)
+        total = r.train_time_s + r.calibration_s
+        self.log(f"calibration:{1000 * r.calibration_s:.0f}ms (charged to the training clock: "
+                 f"train {r.train_time_s:.1f}s + calibration {r.calibration_s:.1f}s = {total:.1f}s)")
+        self.log.event("calibration", seconds=r.calibration_s, train_plus_calibration_s=round(total, 3))
+        cap = self.config.max_wallclock_seconds
+        if cap > 0 and total > cap:
+            self.log(f"warning: training + calibration took {total:.1f}s, over the {cap:g}s cap; "
+                     f"raise calibration_reserve_seconds")
+        return stats
 
     def _check_finite(self, step: int) -> None:
         if bool(self.nonfinite.item()):
@@ -356,8 +407,8 @@ class Run:
                                                f"mean of the last {n} {last:.4f})")
         r.pre_export_val_loss, r.pre_export_val_bpb = r.val_history[-1]["val_loss"], r.val_history[-1]["val_bpb"]
 
-        state = self.base.state_dict()
-        artifact: Artifact = self.hooks.pm.hook.export(state_dict=state, config=c) or export_int8_zlib(state)
+        stats = self._calibrate()
+        artifact: Artifact = export_artifact(self.hooks, self.base.state_dict(), stats, c)
         r.model_bytes = len(artifact.blob)
         r.code_bytes = code_bytes(plugin_files(self.hooks.techniques))
         r.artifact_bytes = r.model_bytes + r.code_bytes
@@ -374,7 +425,7 @@ class Run:
         self.base.load_state_dict({k: v.to(device) for k, v in restored.items()}, strict=True)
         sync(device)
         t_q = time.perf_counter()
-        q_loss, q_bpb = self.evaluate()
+        q_loss, q_bpb = self.evaluate(final=True)
         sync(device)
         log(f"final_int8_zlib_roundtrip val_loss:{q_loss:.4f} val_bpb:{q_bpb:.4f} "
             f"eval_time:{1000.0 * (time.perf_counter() - t_q):.0f}ms")

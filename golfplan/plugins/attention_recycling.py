@@ -28,9 +28,8 @@ class RecycledAttentionBlock(Block):
     def forward(self, x: Tensor, x0: Tensor, ctx: ForwardContext) -> Tensor:
         x = self.mix(x, x0)
         for _ in range(self.passes):
-            x = x + self.scaled(self.attn_scale, self.attn(self.attn_norm(x)), ctx)
-        x = x + self.scaled(self.mlp_scale, self.mlp(self.mlp_norm(x)), ctx)
-        return x
+            x = x + self.attn_out(x, ctx)
+        return x + self.mlp_out(x, ctx)
 
 
 class AttentionRecycling(Technique):

@@ -41,8 +41,8 @@ class PrunableAttention(CausalSelfAttention):
         self.register_buffer("head_mask", torch.ones(self.num_heads, dtype=torch.float32))
         self.pruned = False  # host-side flag, never read by forward
 
-    def forward(self, x: Tensor) -> Tensor:
-        y = self.heads(x)
+    def forward(self, x: Tensor, ctx=None) -> Tensor:
+        y = self.heads(x, ctx)
         return self.merge(y * self.head_mask.to(dtype=y.dtype)[None, :, None, None])
 
     def head_scores(self) -> Tensor:

@@ -20,7 +20,7 @@ class ParallelBlock(Block):
     def forward(self, x, x0, ctx):
         x = self.mix(x, x0)
         h = self.attn_norm(x)
-        return x + self.scaled(self.attn_scale, self.attn(h), ctx) + self.scaled(self.mlp_scale, self.mlp(h), ctx)
+        return x + self.attn_branch(h, ctx) + self.mlp_branch(h, ctx)
 
 
 class Parallel(Technique):

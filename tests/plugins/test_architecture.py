@@ -21,7 +21,7 @@ from golfplan.plugins.lr import LR
 from golfplan.plugins.parallel import Parallel, ParallelBlock
 from golfplan.plugins.qk_gain import QKGain
 from golfplan.plugins.rope_base import RopeBase
-from golfplan.plugins.sandwich_norm import SandwichBlock, SandwichNorm
+from golfplan.plugins.sandwich_norm import SandwichNorm
 from golfplan.plugins.shape import Depth, MLPWidth, Width
 from golfplan.plugins.softcap import Softcap
 from golfplan.plugins.unet import UNet
@@ -69,20 +69,30 @@ def test_parallel_block_feeds_one_normed_input_to_both_branches():
     assert torch.allclose(out, x + block.attn(h) + block.mlp(h), atol=1e-5)
 
 
-def test_block_wirings_share_one_slot():
+def test_block_wirings_share_one_slot_and_sandwich_norm_combines_with_them():
     from golfplan.plugins.attention_recycling import AttentionRecycling
 
-    classes = [Parallel, SandwichNorm, AttentionRecycling]
-    for i, a in enumerate(classes):
-        for b in classes[i + 1:]:
-            assert combination_problems([a, b]), (a.name, b.name)
+    assert combination_problems([Parallel, AttentionRecycling])
+    assert not combination_problems([Parallel, SandwichNorm]) and not combination_problems([AttentionRecycling, SandwichNorm])
+    model, config = built(Parallel(), SandwichNorm())  # norms inside a parallel block
+    block = model.blocks[0]
+    assert isinstance(block, ParallelBlock) and type(block.attn_post).__name__ == "RMSNorm"
+    torch.manual_seed(2)
+    with torch.no_grad():
+        block.attn.proj.weight.normal_(0.0, 2.0)
+        block.mlp.proj.weight.normal_(0.0, 0.1)
+    x = torch.randn(2, 16, config.model_dim)
+    out = block(x, torch.zeros_like(x), ctx_for(model, torch.zeros(2, 16, dtype=torch.long)))
+    h = F.rms_norm(x, (x.size(-1),))
+    expected = x + F.rms_norm(block.attn(h), (x.size(-1),)) + block.mlp(h)
+    assert torch.allclose(out, expected, atol=1e-5)
 
 
 
 def test_sandwich_norm_normalises_the_attention_output_before_the_scale():
     model, config = built(SandwichNorm())
     block = model.blocks[0]
-    assert isinstance(block, SandwichBlock) and isinstance(block.mlp_out_norm, torch.nn.Identity)
+    assert type(block.attn_post).__name__ == "RMSNorm" and isinstance(block.mlp_post, torch.nn.Identity)
     torch.manual_seed(1)
     with torch.no_grad():
         block.attn.proj.weight.normal_(0.0, 2.0)  # raw attention output far from RMS 1
@@ -90,7 +100,7 @@ def test_sandwich_norm_normalises_the_attention_output_before_the_scale():
         block.attn_scale.fill_(0.5)
     seen = {}
     block.attn.register_forward_hook(lambda m, i, o: seen.__setitem__("raw", o))
-    block.attn_out_norm.register_forward_hook(lambda m, i, o: seen.__setitem__("normed", o))
+    block.attn_post.register_forward_hook(lambda m, i, o: seen.__setitem__("normed", o))
     x = torch.randn(2, 16, config.model_dim)
     ids = torch.zeros(2, 16, dtype=torch.long)
     out = block(x, torch.zeros_like(x), ctx_for(model, ids))
@@ -106,7 +116,7 @@ def test_sandwich_norm_normalises_the_attention_output_before_the_scale():
 
 def test_sandwich_norm_mlp_option_normalises_the_mlp_output_too():
     model, _ = built(SandwichNorm(mlp=True))
-    assert all(type(b.mlp_out_norm).__name__ == "RMSNorm" for b in model.blocks)
+    assert all(type(b.mlp_post).__name__ == "RMSNorm" for b in model.blocks)
 
 
 # ---- activations -----------------------------------------------------------------------

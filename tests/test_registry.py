@@ -50,7 +50,9 @@ def test_plugin_trains_and_its_compile_declaration_matches_a_trace(name, dataset
 @pytest.mark.parametrize("name", NAMES)
 def test_plugin_metadata_is_complete(name):
     cls = REGISTRY.get(name)
-    assert cls.summary and cls.seed_refs, f"{name} needs a summary and the seed IDs it reproduces"
+    assert cls.summary and (cls.seed_refs or cls.source), (
+        f"{name} needs a summary and the seed IDs it reproduces or the source (record) it comes from")
+    assert not cls.source or cls.source_result, f"{name} names its source: say what was measured there"
     assert cls.compile_safe or cls.unsafe_reason, f"{name} is not compile-safe: say why (unsafe_reason)"
     for req in (*cls.requires, *cls.conflicts):
         assert req in NAMES, f"{name} names unknown plugin '{req}'"

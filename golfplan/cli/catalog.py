@@ -57,8 +57,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print("  params:" + ("" if cls.params else "        (none)"))
         for k, v in cls.params.items():
             print(f"    {k} = {v.describe()}" + (f"  {v.help}" if v.help else ""))
-        print(f"  seed refs:     {', '.join(info['seed_refs']) or '-'}")
-        print(f"  seed result:   {info['seed_result'] or '-'}")
+        if info["seed_refs"] or not info["source"]:
+            print(f"  seed refs:     {', '.join(info['seed_refs']) or '-'}")
+            print(f"  seed result:   {info['seed_result'] or '-'}")
+        if info["source"]:
+            print(f"  source:        {info['source']}")
+            print(f"  measured there: {info['source_result'] or '-'}")
         print(f"  origin:        {info['origin']} ({info['module']})")
         if info["doc"]:
             print()

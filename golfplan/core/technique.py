@@ -157,6 +157,8 @@ class Technique:
     params: ClassVar[dict[str, Param]] = {}
     seed_refs: ClassVar[tuple[str, ...]] = ()  # seed experiment IDs this technique reproduces
     seed_result: ClassVar[str] = ""  # what the seed log reported for it
+    source: ClassVar[str] = ""  # where a technique from outside the seed log comes from (a leaderboard record)
+    source_result: ClassVar[str] = ""  # what that source measured for it
 
     def __init__(self, **values: Any) -> None:
         resolved: dict[str, Any] = {}
@@ -236,6 +238,8 @@ class Technique:
                         for lo, hi in cls.ordered_params()],
             "seed_refs": list(cls.seed_refs),
             "seed_result": cls.seed_result,
+            "source": cls.source,
+            "source_result": cls.source_result,
             "module": cls.__module__,
         }
 

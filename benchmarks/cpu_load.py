@@ -1,10 +1,10 @@
 """A cpu-profile run gives the same val_bpb on a quiet machine and on a busy one.
 
-Runs one cpu-profile `golfplan run` (the baseline, or --plugins) alone, then again while a
-competing CPU-bound process (plain Python busy loops, one per core) runs beside it, and prints
-both results and times side by side. The profile is capped by steps, so only the time may differ.
+Runs one cpu-profile `golfplan run` (the baseline, or --plugins) alone, then again while
+competing CPU-bound processes (plain Python busy loops; one by default, --burners N) run beside
+it, and prints both results and times side by side. The profile is capped by steps, so only the time may differ.
 
-    python benchmarks/cpu_load.py [--plugins tidal,parallel,gqa]
+    python benchmarks/cpu_load.py [--plugins tidal,parallel,gqa] [--burners 1]
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import subprocess
 import sys
 import tempfile
@@ -41,8 +40,9 @@ def run(out: str, name: str, plugins: str | None) -> tuple[dict, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--plugins", default=None)
+    ap.add_argument("--burners", type=int, default=1, help="competing busy processes (default 1)")
     args = ap.parse_args()
-    cores = len(os.sched_getaffinity(0))
+    cores = args.burners
     with tempfile.TemporaryDirectory() as out:
         quiet, quiet_wall = run(out, "quiet", args.plugins)
         procs = [mp.Process(target=burn, args=(time.time() + 3600,)) for _ in range(cores)]

@@ -18,9 +18,9 @@ TINY = ["--profile", "cpu", "--set", "num_layers=2", "--set", "model_dim=64", "-
         "--set", "progress_bar=false"]
 
 
-def example_source() -> str:
-    m = re.search(r"<!-- example: my_technique.py -->\s*```python\n(.*?)```", README, re.S)
-    assert m, "README lost its 'Write your own technique' example"
+def example_source(name: str = "my_technique.py") -> str:
+    m = re.search(rf"<!-- example: {re.escape(name)} -->\s*```python\n(.*?)```", README, re.S)
+    assert m, f"README lost its 'Write your own technique' example {name}"
     return m.group(1)
 
 
@@ -85,3 +85,30 @@ def test_example_technique_as_an_entry_point(tmp_path, dataset):
     assert info["origin"] == "entry point my_technique" and info["params"]["beta"]["default"] == 0.01
     check = golfplan("check", "--plugins", "confidence_penalty", "--json", env=env)
     assert check.returncode == 0 and json.loads(check.stdout)["ok"], check.stdout + check.stderr
+
+
+def test_lookahead_example_pulls_the_weights_back_every_k_steps(tmp_path, dataset):
+    import torch
+
+    from golfplan.core.hooks import build_model, resolve
+    from golfplan.core.state import Clock
+    from golfplan.registry import Registry
+    from tests.conftest import tiny_config
+
+    f = tmp_path / "lookahead.py"
+    f.write_text(example_source("lookahead.py"))
+    la = Registry(plugin_paths=[str(f)]).instantiate({"lookahead": {"k": 2, "alpha": 0.5}})[0]
+    torch.manual_seed(0)
+    model = build_model(resolve([la]), tiny_config())
+    p = next(model.parameters())
+    start = p.detach().clone()
+    with torch.no_grad():
+        la.on_step(model=model, optimizers=[], clock=Clock(step=0))  # snapshots the slow weights
+        p.add_(1.0)  # what an optimizer step might do
+        la.on_step(model=model, optimizers=[], clock=Clock(step=1))  # step 2 of k=2: sync
+    assert torch.allclose(p, start + 0.5) and torch.allclose(la.slow[0], start + 0.5)
+    cmd = re.search(r"golfplan run --plugin-path lookahead.py (.*)", README).group(1).split()
+    run = golfplan("run", "--plugin-path", str(f), *cmd, *TINY, "--json", "--out", str(tmp_path / "runs"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout)
+    assert result["status"] == "complete" and result["plugins"]["lookahead"] == {"k": 4, "alpha": 0.5}

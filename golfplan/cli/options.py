@@ -63,8 +63,9 @@ def add_spec_options(p: argparse.ArgumentParser, plugins: bool = True) -> None:
                    help="let compile-unsafe plugins run, in eager mode")
 
 
-def spec_from_args(args: argparse.Namespace, plugins: Any = None):
-    """The RunSpec the options describe: resolved here, once, and passed on."""
+def spec_from_args(args: argparse.Namespace, plugins: Any = None, data: dict[str, Any] | None = None):
+    """The RunSpec the options describe: resolved here, once, and passed on. ``data``: the mapping of
+    ``--config`` when the caller has read it already (it is not read again)."""
     from golfplan.core.config import load_spec, read_spec_file
 
     if getattr(args, "spec", None):
@@ -78,9 +79,10 @@ def spec_from_args(args: argparse.Namespace, plugins: Any = None):
         overrides["vocab_size"] = args.vocab_size
     if getattr(args, "allow_eager", None):
         overrides["allow_eager"] = True
-    return load_spec(profile=args.profile, config_file=args.config,
+    return load_spec(profile=args.profile, config_file=None if data is not None else args.config, data=data,
                      plugins=plugins if plugins is not None else getattr(args, "plugins", None),
-                     sets=args.sets, plugin_paths=args.plugin_path, overrides=overrides)
+                     sets=args.sets, plugin_paths=args.plugin_path, overrides=overrides,
+                     where=args.config if data is not None else None)
 
 
 def registry_for(paths: list[str]) -> Any:

@@ -15,6 +15,12 @@ and registers the instance with a fresh plugin manager.
         @hookimpl
         def lr_schedule(self, clock, config):
             ...
+
+Two params that must be ordered say so on the higher one: ``Float(3.0, 1.0, 10.0,
+at_least="boost_min")`` (never below ``boost_min``) or ``Int(16, 2, 32, above="end_heads")``
+(strictly above). Every instance is checked (a clear PluginError), ``info()`` and ``golfplan plugins
+show`` list the order, and the planner samples the lower param first, so it proposes only valid
+combinations.
 """
 
 from __future__ import annotations
@@ -215,6 +221,29 @@ class Technique:
                 del pending[h]
         rank = {n: i for i, n in enumerate(order)}
         return sorted(pairs, key=lambda p: rank[p[1]])
+
+    @classmethod
+    def completed(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """``given`` with every other param at its default, a default moved where a declared order
+        needs it (a default ``boost_max`` below a given ``boost_min`` becomes ``boost_min``): the
+        params a planner starts from when only some are fixed."""
+        values = {k: spec.default for k, spec in cls.params.items()}
+        values.update(given)
+        for lower, higher in cls.ordered_params():
+            spec = cls.params[higher]
+            try:
+                lo, hi = values[lower], values[higher]
+                if hi >= lo + spec.gap() and not (spec.above and spec.kind == "float" and hi <= lo):
+                    continue
+                strict = spec.above and spec.kind == "float"
+                if higher not in given:
+                    values[higher] = min(spec.high, math.nextafter(lo, math.inf) if strict else lo + spec.gap())
+                elif lower not in given:
+                    values[lower] = max(cls.params[lower].low, math.nextafter(hi, -math.inf) if strict else
+                                        hi - spec.gap())
+            except TypeError:  # a given value of the wrong type: the constructor says so
+                continue
+        return values
 
     @classmethod
     def slots(cls) -> tuple[str, ...]:

@@ -1,6 +1,24 @@
 """The planner: Optuna studies over the registry's techniques.
 
-Uses ``golfplan.core`` and ``golfplan.registry``; never imports a concrete plugin.
+Uses ``golfplan.core``, ``golfplan.registry`` and ``golfplan.check``; never imports a concrete plugin.
+
+    study       the study loop (Planner): ask, check, run, record, tell
+    definition  what a study is (StudyDef), configuration keys
+    configs     the configurations each mode runs, a trial's label and outcome
+    space       the search space from the plugins' metadata (slots, ordered params, forbidden subsets)
+    checks      the preflight as a study runs it, remembered verdicts, the screening of the space
+    runner      the runner API (Job, RunOutcome) and the default `golfplan run` subprocess runner
+    procs       protected child processes: process groups, hard limits, how a child ended
+    liveness    owners, heartbeats, and the trials of planners that died
+    resume      creating or resuming a study: the same definition and resolved config
+    storage     Optuna storages from URLs (passwords masked), the study's attributes
+    budget      time spent and the next trial's estimate
+    progress    the progress lines
+    stats       noise, Welch's t-test, verdicts
+    report      markdown, CSV, best config; plots (plots.py)
+    waves       ablate -> greedy stack -> tune
+    strategy    stack one at a time, re-test the close calls, then tune
+
 The programmatic API (imported lazily, so ``golfplan run`` does not pay for Optuna):
 
     from golfplan.planner import Planner, StudyDef, Job, RunOutcome, write_report

@@ -26,8 +26,9 @@ closest valid name), checked against the registry when the file is loaded.
     baseline: true                  # experiments: also run the fixed plugins alone as the reference
     repeats: 1                      # seeds per configuration
     trials: 20                      # tune: number of trials
-    trial_seconds: 600              # training wallclock cap per run (default: the profile's)
-    trial_timeout: null             # hard limit per run in seconds (default 2 x cap + 300)
+    trial_seconds: 600              # training wallclock cap per run, > 0 (default: the profile's)
+    trial_timeout: null             # hard limit per run in seconds, > 0 (default 2 x the cap, or
+                                    # the profile's time_limit_seconds, + 300)
     budget_hours: null              # whole-study budget of run time
     cost_per_hour: 0.20             # $ per hour of the machine, for the report
     sampler: tpe                    # tpe | random
@@ -38,7 +39,8 @@ closest valid name), checked against the registry when the file is loaded.
     nproc: 1                        # GPUs per trial (torchrun)
     alpha: 0.05                     # significance level of the Welch t-tests
     noise_floor: 0.002              # BPB noise assumed while the baseline has a single run
-    storage: null                   # Optuna storage URL (default sqlite:///golfplan.db)
+    storage: null                   # Optuna storage URL (default sqlite:///golfplan.db); stored
+                                    # in the study with its password masked
 """
 
 from __future__ import annotations
@@ -144,13 +146,15 @@ class StudyDef:
 
     def coerce(self, where: str = "study") -> None:
         """Type-check the scalar fields; raise StudyError naming the key."""
-        def num(key: str, kind: type, low: float | None = None, optional: bool = False) -> None:
+        def num(key: str, kind: type, low: float | None = None, optional: bool = False, positive: bool = False) -> None:
             v = getattr(self, key)
             if v is None and optional:
                 return
             if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not float(v).is_integer()):
                 raise StudyError(f"{where}: '{key}' expects {'an integer' if kind is int else 'a number'}, got {v!r}")
             v = kind(v)
+            if positive and not v > 0:
+                raise StudyError(f"{where}: '{key}' must be a positive number of seconds, got {v!r}")
             if not math.isfinite(v) or (low is not None and v < low):
                 raise StudyError(f"{where}: '{key}' must be >= {low}, got {v!r}")
             setattr(self, key, v)
@@ -160,8 +164,8 @@ class StudyDef:
         num("seed", int, 0)
         num("smoke_steps", int, 1)
         num("nproc", int, 1)
-        num("trial_seconds", float, 0, optional=True)
-        num("trial_timeout", float, 1, optional=True)
+        num("trial_seconds", float, optional=True, positive=True)  # a cap; the profile's when not given
+        num("trial_timeout", float, optional=True, positive=True)  # a hard limit is never "none"
         num("budget_hours", float, 0, optional=True)
         num("cost_per_hour", float, 0, optional=True)
         num("alpha", float, 0)
@@ -190,12 +194,15 @@ class StudyDef:
         """Unknown plugins, params or config keys are errors naming the closest valid one."""
         from golfplan.core.config import check_field
 
-        def plugins_ok(mapping: Plugins, where: str) -> None:
+        def plugins_ok(mapping: Plugins, where: str, searched: bool = False) -> None:
             for name, params in mapping.items():
                 try:
-                    registry.get(name)(**params)
+                    cls = registry.get(name)
+                    cls(**(cls.completed(params) if searched else params))  # searched: the rest is sampled
                 except GolfplanError as e:
                     raise StudyError(f"{where}: {e}") from None
+                except Exception as e:  # noqa: BLE001 - a plugin's own bug, as one line
+                    raise StudyError(f"{where}: plugin '{name}' raised {type(e).__name__}: {e}") from None
 
         def config_ok(mapping: dict[str, Any], where: str) -> None:
             for key, value in mapping.items():
@@ -209,7 +216,7 @@ class StudyDef:
         label = self.name or "study"
         config_ok(self.config, f"{label}: config")
         for key in ("fixed", "plugins", "always"):
-            plugins_ok(getattr(self, key), f"{label}: {key}")
+            plugins_ok(getattr(self, key), f"{label}: {key}", searched=key != "fixed" and self.mode == "tune")
         both = set(self.plugins) & (set(self.always) | set(self.fixed)) | set(self.always) & set(self.fixed)
         if both:
             raise StudyError(f"{label}: plugin '{sorted(both)[0]}' is listed in more than one of plugins/always/fixed")

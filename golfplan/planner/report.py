@@ -10,6 +10,15 @@ baseline row with Welch's p when both have two runs or more; Status is the verdi
 :mod:`golfplan.planner.stats` (Winner, Slight help, Neutral, Worse, Broken, Refused, plus
 Baseline and Pruned). A configuration over the artifact limit is never the best and its
 status says so.
+
+When the study's runs are capped by steps (the cpu profile; a result's ``capped_by: steps``), a
+technique whose benefit is speed gains nothing in BPB: the table then has a column beside the BPB
+with each configuration's ms/step over the baseline's (``x0.85``: 15 % faster), and the report says
+once that speed is not counted in the BPB.
+
+The best configuration is the best feasible row, unless the study records a chosen one (the final
+stack of a ``stack`` study, which is what stacking concluded, not whichever candidate measured
+lowest).
 """
 
 from __future__ import annotations
@@ -21,7 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from golfplan.planner.progress import fmt_s, is_step_capped, mean_ms, speed_ratio
 from golfplan.planner.stats import (BASELINE, BROKEN, PRUNED, REFUSED, Summary, Verdict, summarize, verdict)
+from golfplan.planner.storage import BASE_ATTR, BASELINE_ATTR, CHOSEN_ATTR
 
 
 @dataclass
@@ -37,10 +48,12 @@ class ConfigRow:
     runs: list[dict[str, Any]] = field(default_factory=list)
     status: str = ""  # complete | pruned | refused | failed
     reason: str = ""
+    failure: str = ""  # of a refused row: refused, or how its check ended (crash | timeout | oom)
     summary: Summary | None = None
     steps: float | None = None
     ms_per_step: float | None = None
     artifact_bytes: int | None = None
+    speed: str = ""  # ms/step over the baseline's (x1.08), when known
     feasible: bool = True
     is_baseline: bool = False
     verdict: Verdict | None = None
@@ -65,6 +78,8 @@ class ConfigRow:
     def status_cell(self) -> str:
         word = self.word
         if self.status == "refused":
+            if self.failure in ("crash", "timeout", "oom"):
+                return f"{word}: check {self.failure}"
             check = self.reason.split(":", 1)[0] if ":" in self.reason else "check"
             return f"{word}: {check}"
         if self.status == "failed":
@@ -79,8 +94,6 @@ def collect(study: Any, alpha: float = 0.05, default_floor: float = 0.002,
             experiments: list[Any] | None = None) -> tuple[list[ConfigRow], ConfigRow | None]:
     """Pool the study's trials by configuration and judge each against the baseline."""
     import optuna
-
-    from golfplan.planner.study import BASELINE_ATTR
 
     S = optuna.trial.TrialState
     baseline_key = study.user_attrs.get(BASELINE_ATTR)
@@ -102,10 +115,9 @@ def collect(study: Any, alpha: float = 0.05, default_floor: float = 0.002,
         row.trials.append(t.number)
         for r in ua.get("runs") or []:
             row.runs.append(dict(r, trial=t.number))
-        if status == "refused" and not row.reason:
+        if status in ("refused", "failed", "pruned") and not row.reason:
             row.reason = ua.get("reason", "")
-        elif status in ("failed", "pruned") and not row.reason:
-            row.reason = ua.get("reason", "")
+            row.failure = ua.get("failure", "") if status == "refused" else ""
         row.status = _merge_status(row.status, status)
     for row in rows.values():
         done = [r for r in row.runs if r.get("status") == "complete"]
@@ -113,8 +125,7 @@ def collect(study: Any, alpha: float = 0.05, default_floor: float = 0.002,
         if done:
             row.status = "complete"
             row.steps = sum(r.get("steps") or 0 for r in done) / len(done)
-            ms = [r["ms_per_step"] for r in done if r.get("ms_per_step")]
-            row.ms_per_step = sum(ms) / len(ms) if ms else None
+            row.ms_per_step = mean_ms(done)
             sizes = [r["artifact_bytes"] for r in done if r.get("artifact_bytes")]
             row.artifact_bytes = max(sizes) if sizes else None
             row.feasible = row.artifact_bytes is None or row.artifact_bytes <= limit
@@ -123,7 +134,20 @@ def collect(study: Any, alpha: float = 0.05, default_floor: float = 0.002,
     for row in rows.values():
         if row.status == "complete" and not row.is_baseline:
             row.verdict = verdict(row.values, base.values if base else [], alpha, default_floor)
+        if row.status == "complete":
+            row.speed = speed_ratio(row.ms_per_step, base.ms_per_step if base else None)
     return list(rows.values()), base
+
+
+def step_capped(study: Any, rows: list[ConfigRow]) -> bool:
+    """The study's runs end at a step count: BPB does not count a technique's speed."""
+    base = (study.user_attrs.get(BASE_ATTR) or {}).get("config") or {"max_wallclock_seconds": 1.0}
+    return is_step_capped(base, [run for r in rows for run in r.runs])
+
+
+def chosen_key(study: Any) -> str | None:
+    """The configuration a strategy chose for this study (the final stack), if it recorded one."""
+    return (study.user_attrs.get(CHOSEN_ATTR) or {}).get("key")
 
 
 def _merge_status(old: str, new: str) -> str:
@@ -134,7 +158,7 @@ def _merge_status(old: str, new: str) -> str:
 def _limit(study: Any) -> int:
     from golfplan.core.config import ARTIFACT_LIMIT_BYTES
 
-    base = (study.user_attrs.get("golfplan.base_config") or {}).get("config") or {}
+    base = (study.user_attrs.get(BASE_ATTR) or {}).get("config") or {}
     return int(base.get("artifact_limit_bytes") or ARTIFACT_LIMIT_BYTES)
 
 
@@ -146,7 +170,12 @@ def ranked(rows: list[ConfigRow]) -> list[ConfigRow]:
     return sorted(rows, key=key)
 
 
-def best_row(rows: list[ConfigRow]) -> ConfigRow | None:
+def best_row(rows: list[ConfigRow], chosen: str | None = None) -> ConfigRow | None:
+    """The chosen configuration's row when ``chosen`` (a key) names a complete one, else the best
+    feasible row."""
+    pick = next((r for r in rows if chosen and r.key == chosen and r.status == "complete"), None)
+    if pick is not None:
+        return pick
     ok = [r for r in rows if r.status == "complete" and r.feasible and r.summary]
     return min(ok, key=lambda r: (r.summary.mean, r.first)) if ok else None
 
@@ -158,24 +187,39 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(rows: list[ConfigRow], numbering: str = "trial") -> str:
-    lines = ["| # | Experiment | Description | BPB | Steps | Delta | Status |", "|---|---|---|---|---|---|---|"]
+SPEED_HEAD = "ms/step vs baseline"
+
+
+def markdown_table(rows: list[ConfigRow], numbering: str = "trial", speed: bool = False) -> str:
+    """The seed's table; ``speed`` (step-capped runs) adds each row's ms/step ratio beside its BPB."""
+    heads = ["#", "Experiment", "Description", "BPB"] + ([SPEED_HEAD] if speed else []) + ["Steps", "Delta", "Status"]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for r in rows:
         num = r.exp_id if numbering == "exp" and r.exp_id else str(r.first)
         bpb = r.summary.fmt() if r.summary else "—"
         steps = f"{r.steps:.0f}" if r.steps is not None else "—"
         delta = r.verdict.fmt_delta() if r.verdict else ("—" if not r.is_baseline else "0")
-        lines.append(f"| {_cell(num)} | {_cell(r.label)} | {_cell(r.description)} | {bpb} | {steps} | "
-                     f"{_cell(delta)} | {_cell(r.status_cell())} |")
+        ratio = [r.speed or "—"] if speed else []
+        cells = [_cell(num), _cell(r.label), _cell(r.description), bpb, *ratio, steps, _cell(delta),
+                 _cell(r.status_cell())]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def speed_note(rows: list[ConfigRow]) -> str:
+    steps = sorted({round(r.steps) for r in rows if r.steps is not None})
+    at = f" ({steps[0]} steps)" if len(steps) == 1 else ""
+    return (f"Runs are capped by steps{at}, not by time: a technique's speed benefit is not counted in its BPB. "
+            f"The '{SPEED_HEAD}' column gives its ms/step over the baseline's, measured in this study "
+            f"(x0.85: 15 % faster per step).")
 
 
 def markdown_report(study: Any, definition: Any, rows: list[ConfigRow], base: ConfigRow | None,
                     spent_s: float, plots: list[str] | None = None, best_yaml: str | None = None) -> str:
     from golfplan.planner.stats import noise_floor
-    from golfplan.planner.study import fmt_s
 
     d = definition
+    speed = step_capped(study, rows)
     out = [f"# Study {d.name}", ""]
     if d.description:
         out += [d.description, ""]
@@ -188,7 +232,9 @@ def markdown_report(study: Any, definition: Any, rows: list[ConfigRow], base: Co
         how = "std of the baseline's repeats" if base.summary.n >= 2 else "assumed: the baseline has one run"
         out.append(f"Baseline {base.summary.fmt()}; noise floor {floor:.4f} BPB ({how}); Welch t-test at "
                    f"alpha {d.alpha}.")
-    out += ["", markdown_table(ranked(rows), "exp" if d.mode != "tune" else "trial"), ""]
+    if speed:
+        out.append(speed_note(rows))
+    out += ["", markdown_table(ranked(rows), "exp" if d.mode != "tune" else "trial", speed), ""]
     notes = [r for r in rows if r.reason and r.status in ("refused", "failed", "pruned")]
     if notes:
         out += ["Reasons:", ""]
@@ -203,10 +249,13 @@ def markdown_report(study: Any, definition: Any, rows: list[ConfigRow], base: Co
             out.append(f"| {_cell(r.exp_id)} | {_cell(r.label)} | {ref.get('bpb', '—')} | {_cell(ref.get('status', '—'))} | "
                        f"{r.summary.fmt() if r.summary else '—'} | {_cell(r.status_cell())} |")
         out.append("")
-    best = best_row(rows)
+    chosen = chosen_key(study)
+    best = best_row(rows, chosen)
     if best:
-        out += [f"Best feasible configuration: {best.label} (#{best.first}), BPB {best.summary.fmt()}, "
-                f"artifact {best.artifact_bytes or 0:,} bytes."]
+        what = "Chosen configuration (the final stack)" if chosen and best.key == chosen else "Best feasible configuration"
+        out += [f"{what}: {best.label} (#{best.first}), BPB {best.summary.fmt()}"
+                + (f", ms/step {best.speed} the baseline's" if speed and best.speed else "")
+                + f", artifact {best.artifact_bytes or 0:,} bytes."]
     if best_yaml:
         out += ["", "```yaml", best_yaml.rstrip(), "```"]
     if plots:
@@ -225,7 +274,8 @@ def verdict_legend() -> str:
 
 CSV_FIELDS = ["trial", "config_key", "experiment", "exp_id", "plugins", "config", "seed", "status", "failure",
               "reason", "val_bpb", "val_loss", "steps", "ms_per_step", "artifact_bytes", "model_bytes", "code_bytes",
-              "params", "train_time_s", "wallclock_s", "run_dir", "config_status", "delta", "p"]
+              "params", "train_time_s", "wallclock_s", "threads", "capped_by", "concurrent", "run_dir",
+              "config_status", "delta", "p"]
 
 
 def csv_text(rows: list[ConfigRow]) -> str:
@@ -246,110 +296,6 @@ def csv_text(rows: list[ConfigRow]) -> str:
     return buf.getvalue()
 
 
-# ---- plots ---------------------------------------------------------------------------------
-
-
-def write_plots(study: Any, rows: list[ConfigRow], out_dir: Path) -> list[str]:
-    """history.png, bpb_vs_steps.png, importance.png (tune studies), distribution.png."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written: list[str] = []
-    runs = [(run, row) for row in rows for run in row.runs if run.get("status") == "complete"]
-
-    # optimisation history: each trial's mean BPB and the best feasible so far
-    per_trial: dict[int, list[float]] = {}
-    for run, row in runs:
-        per_trial.setdefault(run["trial"], []).append(run["val_bpb"])
-    if per_trial:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        xs = sorted(per_trial)
-        ys = [sum(per_trial[x]) / len(per_trial[x]) for x in xs]
-        feasible = {t: row.feasible for row in rows for t in row.trials}
-        ax.scatter([x for x in xs if feasible.get(x, True)], [y for x, y in zip(xs, ys) if feasible.get(x, True)],
-                   s=18, label="trial (mean val_bpb)")
-        bad = [(x, y) for x, y in zip(xs, ys) if not feasible.get(x, True)]
-        if bad:
-            ax.scatter(*zip(*bad), marker="x", color="red", label="over the artifact limit")
-        best, bx, by = math.inf, [], []
-        for x, y in zip(xs, ys):
-            if feasible.get(x, True):
-                best = min(best, y)
-            if math.isfinite(best):
-                bx.append(x)
-                by.append(best)
-        ax.step(bx, by, where="post", color="black", label="best feasible so far")
-        from matplotlib.ticker import MaxNLocator
-
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("trial")
-        ax.set_ylabel("val_bpb (round trip)")
-        ax.set_title("optimisation history")
-        ax.legend(fontsize=8)
-        written.append(_save(fig, out_dir / "history.png"))
-
-    if runs:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for row in ranked(rows)[:12]:
-            pts = [(r["steps"], r["val_bpb"]) for r in row.runs if r.get("status") == "complete" and r.get("steps")]
-            if pts:
-                ax.scatter(*zip(*pts), s=18, label=row.label[:30])
-        ax.set_xlabel("steps done")
-        ax.set_ylabel("val_bpb")
-        ax.set_title("BPB against steps done")
-        ax.legend(fontsize=7, ncol=2)
-        written.append(_save(fig, out_dir / "bpb_vs_steps.png"))
-
-        fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(rows) + 2), 4))
-        shown = [r for r in ranked(rows) if r.values][:30]
-        ax.boxplot([r.values for r in shown], showfliers=False)
-        for i, r in enumerate(shown, 1):
-            ax.scatter([i] * len(r.values), r.values, s=10, color="black", zorder=3)
-        ax.set_xticks(range(1, len(shown) + 1), [r.label[:18] for r in shown], rotation=60, ha="right", fontsize=7)
-        ax.set_ylabel("val_bpb")
-        ax.set_title("BPB per configuration (each dot a seed)")
-        written.append(_save(fig, out_dir / "distribution.png"))
-
-    imp = importances(study)
-    if imp:
-        fig, ax = plt.subplots(figsize=(7, max(2.5, 0.35 * len(imp) + 1)))
-        names = list(imp)[::-1]
-        ax.barh(names, [imp[n] for n in names])
-        ax.set_xlabel("importance (fANOVA, normalised)")
-        ax.set_title("parameter importance")
-        written.append(_save(fig, out_dir / "importance.png"))
-    return written
-
-
-def importances(study: Any) -> dict[str, float]:
-    """Optuna's parameter importances over the complete trials (empty when not computable)."""
-    import optuna
-
-    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.params]
-    if len(done) < 3:
-        return {}
-    try:
-        return optuna.importance.get_param_importances(study)
-    except Exception:  # noqa: BLE001 - too few distinct values, conditional params: no plot rather than a crash
-        try:
-            return optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
-        except Exception:  # noqa: BLE001
-            return {}
-
-
-def _save(fig: Any, path: Path) -> str:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
-
-
 # ---- the best configuration as a run config -------------------------------------------------
 
 
@@ -357,10 +303,11 @@ def best_config_yaml(planner: Any, row: ConfigRow) -> str:
     """A YAML file ``golfplan run --config`` accepts: profile, plugins with params, config keys."""
     import yaml
 
-    spec = planner._spec_for(row.plugins, row.config)
+    spec = planner.spec_for(row.plugins, row.config)
     data = spec.to_yaml_dict()
     data.pop("progress_bar", None)
-    head = (f"# best feasible configuration of study '{planner.d.name}': {row.label} (trial #{row.first})\n"
+    what = "chosen" if row.key == chosen_key(planner.study) else "best feasible"
+    head = (f"# {what} configuration of study '{planner.d.name}': {row.label} (trial #{row.first})\n"
             f"# val_bpb {row.summary.fmt() if row.summary else '—'}, artifact {row.artifact_bytes or 0:,} bytes\n"
             f"# run it: golfplan run --config THIS_FILE\n")
     return head + yaml.safe_dump(data, sort_keys=False)
@@ -372,13 +319,18 @@ def write_report(planner: Any, out_dir: str | Path, plots: bool = True) -> dict[
     out.mkdir(parents=True, exist_ok=True)
     d = planner.d
     rows, base = collect(planner.study, d.alpha, d.noise_floor, d.experiments)
-    best = best_row(rows)
+    best = best_row(rows, chosen_key(planner.study))
     best_yaml = best_config_yaml(planner, best) if best else None
     files: dict[str, Any] = {"rows": rows, "base": base, "best": best}
     if best_yaml:
         (out / "best.yaml").write_text(best_yaml)
         files["best_yaml"] = str(out / "best.yaml")
-    pngs = write_plots(planner.study, rows, out) if plots else []
+    if plots:
+        from golfplan.planner.plots import write_plots
+
+        pngs = write_plots(planner.study, rows, out, ranked(rows))
+    else:
+        pngs = []
     md = markdown_report(planner.study, d, rows, base, planner.spent_s(), pngs, best_yaml)
     md += "\n" + verdict_legend() + "\n"
     (out / f"{d.name}.md").write_text(md)

@@ -1,36 +1,35 @@
 """Running one configuration: the default subprocess runner and the runner API.
 
 A *runner* is any callable ``runner(job: Job) -> RunOutcome | Mapping``. The planner calls it
-once per seed of a trial, after the preflight checks passed. The default,
-:class:`SubprocessRunner`, starts ``python -m golfplan run --config TRIAL.yaml --no-check`` in
-its own process group with a hard time limit, follows ``train.log`` for periodic validation
-(``job.report(step, val_bpb)`` returns True when the pruner wants the run stopped), and
-classifies how it ended:
+once per seed of a trial. The default, :class:`SubprocessRunner`, writes the trial's resolved spec
+to ``spec.json`` and starts ``python -m golfplan run --spec spec.json`` as a protected child
+(:mod:`golfplan.planner.procs`: its own process group, a hard time limit, dies with the planner).
+The first run of a configuration not checked yet runs the preflight in that same process
+(``--check-json check.json``); later runs pass ``--no-check``. It follows the run's
+``events.jsonl`` for periodic validations (``job.report(step, val_bpb)`` returns True when the
+pruner wants the run stopped; a validation marked ``final`` is never reported) and reads how the
+run ended from ``result.json``, whose ``failure`` kind the trainer set where it failed:
 
     complete                    result.json says complete and the process exited 0
-    failed / nan                the loss or the validation became NaN/inf
-    failed / no_learning        the loss did not fall, is zero, or the BPB is no better than untrained
-    failed / timeout            the run passed its hard limit and was killed
-    failed / oom                out of memory (CUDA or host), or killed by SIGKILL from outside
-    failed / crash              anything else: the last line of the traceback is the reason
+    failed / nan, no_learning   as result.json says (the trainer decided)
+    failed / timeout            the run passed its time limit, or its hard limit and was killed
+    failed / oom, crash         as result.json says; with no result.json, from the exit (procs.exit_of)
     pruned                      the pruner stopped it at a periodic validation
+    refused                     its preflight refused the configuration (check.json), or died in it
+                                (failure crash | timeout | oom), or the run rejected its input (exit 2)
 
 A custom runner (a cluster launcher, a simulator) returns a mapping with at least ``status``
-and ``val_bpb``; the other fields of :class:`RunOutcome` are optional. ``golfplan study --runner
-module:function`` (or ``path/to/file.py:function``) loads one.
+and ``val_bpb``; the other fields of :class:`RunOutcome` are optional, and a failed run without a
+``failure`` is a crash. ``golfplan study --runner module:function`` (or ``path/to/file.py:function``)
+loads one.
 """
 
 from __future__ import annotations
 
-import ctypes
 import importlib
-import importlib.util
 import json
 import math
 import os
-import re
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -38,12 +37,27 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from golfplan.core.errors import GolfplanError
+from golfplan.core.modules import import_file
+from golfplan.core.runlog import EVENTS_FILE
+from golfplan.planner import procs
 
-VAL_LINE = re.compile(r"^step:(\d+)/\d+ val_loss:(\S+) val_bpb:(\S+)")
-FINAL_MARKERS = ("stopping_early", "peak memory")  # what the trainer logs right after its last validation
-FINAL_GRACE_S = 1.0
-STATUSES = ("complete", "failed", "pruned")
-FAILURES = ("nan", "no_learning", "crash", "timeout", "oom")
+STATUSES = ("complete", "failed", "pruned", "refused")
+FAILURES = ("nan", "no_learning", "crash", "timeout", "oom", "refused")
+DEFAULT_LIMIT_S = 3600.0  # a run with neither a wallclock cap nor a time limit: assume an hour
+
+
+def hard_limit_s(config: Mapping[str, Any], override: float | None = None) -> float:
+    """Seconds after which a run's process group is killed: ``override`` (``--trial-timeout``), else
+    2 x the wallclock cap + 300 s (start-up, compilation, evaluation), else ``time_limit_seconds`` +
+    300 s (the run fails itself at its time limit; the margin covers start-up and evaluation), else
+    2 x an hour + 300 s. Never unlimited: a hung run always ends."""
+    if override:
+        return float(override)
+    cap = float(config.get("max_wallclock_seconds") or 0.0)
+    if cap > 0:
+        return 2.0 * cap + 300.0
+    limit = float(config.get("time_limit_seconds") or 0.0)
+    return (limit if limit > 0 else 2.0 * DEFAULT_LIMIT_S) + 300.0
 
 
 @dataclass
@@ -54,27 +68,39 @@ class Job:
     trial: int
     label: str
     plugins: dict[str, dict[str, Any]]
-    spec: dict[str, Any]  # the YAML mapping ``golfplan run --config`` reads (seed and cap included)
+    spec: dict[str, Any]  # the resolved RunSpec as a dict (RunSpec.to_dict(): seed and cap included)
     seed: int
     run_dir: str
-    timeout_s: float | None = None
+    timeout_s: float | None = None  # the hard limit; None: hard_limit_s of the spec's config
     nproc: int = 1
     repeat: int = 0  # index of this seed among the trial's repeats
     report: Callable[[int, float], bool] | None = None  # (step, val_bpb) -> stop now?
+    check: bool = False  # run the preflight in the run's own process and report it (default runner)
 
     @property
     def config(self) -> dict[str, Any]:
-        """Config keys of this run that differ from the profile (seed and wallclock cap included)."""
-        return {k: v for k, v in self.spec.items() if k not in ("profile", "plugins", "plugin_path")}
+        """The config keys this run sets over its profile (the study's, the trial's, seed and cap)."""
+        values = self.spec.get("config") or {}
+        return {k: values[k] for k in self.spec.get("explicit") or [] if k in values}
+
+    @property
+    def limit_s(self) -> float:
+        return hard_limit_s(self.spec.get("config") or {}, self.timeout_s)
+
+    def run_spec(self) -> Any:
+        """The spec as a ``golfplan.core.config.RunSpec``."""
+        from golfplan.core.config import RunSpec
+
+        return RunSpec.from_dict(self.spec, where=f"trial {self.trial}")
 
 
 @dataclass
 class RunOutcome:
-    """How one run ended (a subset of the trainer's RunResult, plus the failure kind)."""
+    """How one run ended (a subset of the trainer's RunResult, plus what the planner saw)."""
 
-    status: str = "complete"  # complete | failed | pruned
+    status: str = "complete"  # complete | failed | pruned | refused
     reason: str = ""
-    failure: str = ""  # nan | no_learning | crash | timeout | oom (when failed)
+    failure: str = ""  # nan | no_learning | crash | timeout | oom | refused (when failed or refused)
     val_bpb: float | None = None
     val_loss: float | None = None
     steps: int | None = None
@@ -86,9 +112,13 @@ class RunOutcome:
     train_time_s: float | None = None
     wallclock_s: float | None = None
     untrained_val_bpb: float | None = None
+    threads: int | None = None  # CPU threads the run used
+    capped_by: str = ""  # steps | wallclock
+    concurrent: int | None = None  # golfplan trials running on this host when it started
     seed: int | None = None
     run_dir: str = ""
     val_history: list[dict[str, float]] = field(default_factory=list)
+    check: dict[str, Any] | None = None  # the preflight report, when the run ran it (job.check)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "RunOutcome":
@@ -102,30 +132,18 @@ class RunOutcome:
                 out.reason = out.reason or f"runner reported val_bpb {out.val_bpb!r}"
             else:
                 out.val_bpb = float(out.val_bpb)
-        if out.status == "failed" and not out.failure:
-            out.failure = failure_kind(out.reason)
+        if out.status in ("failed", "refused") and out.failure not in FAILURES:
+            out.failure = "refused" if out.status == "refused" else "crash"
         return out
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("val_history", None)
+        d.pop("check", None)
         return d
 
 
 Runner = Callable[[Job], "RunOutcome | Mapping[str, Any]"]
-
-
-def failure_kind(reason: str) -> str:
-    r = reason.lower()
-    if "nan" in r or "inf" in r.split():
-        return "nan"
-    if any(s in r for s in ("did not fall", "no better than an untrained", "exactly zero", "nothing is being trained")):
-        return "no_learning"
-    if "out of memory" in r or "outofmemory" in r or "memoryerror" in r or "cannot allocate" in r:
-        return "oom"
-    if "timed out" in r or "time limit" in r:
-        return "timeout"
-    return "crash"
 
 
 def call_runner(runner: Runner, job: Job) -> RunOutcome:
@@ -155,15 +173,7 @@ def load_runner(ref: str) -> Runner:
     target, func = ref.rsplit(":", 1)
     try:
         if target.endswith(".py") or os.sep in target:
-            path = Path(target)
-            if not path.is_file():
-                raise GolfplanError(f"--runner: no such file {path}")
-            spec = importlib.util.spec_from_file_location(f"golfplan_runner_{path.stem}", path)
-            if spec is None or spec.loader is None:
-                raise GolfplanError(f"--runner: cannot import {path}")
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = mod
-            spec.loader.exec_module(mod)
+            mod = import_file(target, "golfplan_runner", "--runner file")
         else:
             mod = importlib.import_module(target)
     except GolfplanError:
@@ -176,20 +186,56 @@ def load_runner(ref: str) -> Runner:
     return fn
 
 
+def spec_json(spec: dict[str, Any]) -> str:
+    """A resolved spec (``RunSpec.to_dict``) as the JSON ``golfplan run --spec`` reads."""
+    return json.dumps(spec, indent=2)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``; None when it is missing, half-written or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 # ---- the default runner: one `golfplan run` process per run ------------------------------
 
 
-def _pdeathsig() -> None:
-    """In the child: die with the planner (Linux), so a kill -9 of the planner leaves no orphan run."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+class EventFollower:
+    """Reads a run's ``events.jsonl`` as it grows and reports periodic validations to the pruner."""
+
+    def __init__(self, path: Path, report: Callable[[int, float], bool] | None) -> None:
+        self.path, self.report = path, report
+        self.offset, self.buf = 0, ""
+        self.pruned_at: tuple[int, float] | None = None
+
+    def tick(self) -> bool:
+        """True when the pruner wants the run stopped (``pruned_at`` says where)."""
+        if self.report is None or not self.path.exists():
+            return False
+        with open(self.path, "r", errors="replace") as f:
+            f.seek(self.offset)
+            self.buf += f.read()
+            self.offset = f.tell()
+        *lines, self.buf = self.buf.split("\n")
+        for line in lines:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if ev.get("event") != "val" or ev.get("final") or not ev.get("step"):
+                continue
+            bpb = ev.get("val_bpb")
+            if isinstance(bpb, (int, float)) and math.isfinite(bpb) and self.report(int(ev["step"]), float(bpb)):
+                self.pruned_at = (int(ev["step"]), float(bpb))
+                return True
+        return False
 
 
 class SubprocessRunner:
-    """Run each job as ``python -m golfplan run`` in its own process group, with a hard limit."""
+    """Run each job as ``python -m golfplan run --spec spec.json`` in a protected child."""
 
     def __init__(self, python: str = sys.executable, poll_s: float = 0.25,
                  on_start: Callable[[int], None] | None = None) -> None:
@@ -197,161 +243,72 @@ class SubprocessRunner:
         self.poll_s = poll_s
         self.on_start = on_start  # called with the child's pid (the planner records it)
 
-    def command(self, job: Job, config_path: Path) -> list[str]:
+    def command(self, job: Job, spec_path: Path) -> list[str]:
         run_dir = Path(job.run_dir)
-        cmd = [self.python, "-m", "golfplan", "run", "--config", str(config_path), "--out", str(run_dir.parent),
-               "--name", run_dir.name, "--json", "--no-check"]
+        cmd = [self.python, "-m", "golfplan", "run", "--spec", str(spec_path), "--out", str(run_dir.parent),
+               "--name", run_dir.name, "--json"]
+        cmd += ["--check-json", str(run_dir / "check.json")] if job.check else ["--no-check"]
         if job.nproc > 1:
             cmd += ["--nproc", str(job.nproc)]
         return cmd
 
     def __call__(self, job: Job) -> RunOutcome:
-        import yaml
-
         run_dir = Path(job.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        for stale in ("result.json", "train.log"):
+        for stale in ("result.json", "train.log", EVENTS_FILE, "check.json"):
             (run_dir / stale).unlink(missing_ok=True)
-        config_path = run_dir / "trial.yaml"
-        config_path.write_text(yaml.safe_dump(job.spec, sort_keys=False))
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        spec_path = run_dir / "spec.json"
+        spec_path.write_text(spec_json(job.spec))
+        limit = job.limit_s
+        follower = EventFollower(run_dir / EVENTS_FILE, job.report)
         t0 = time.perf_counter()
-        with open(run_dir / "stdout.log", "wb") as out, open(run_dir / "stderr.log", "wb") as err:
-            proc = subprocess.Popen(self.command(job, config_path), stdout=out, stderr=err, env=env,
-                                    start_new_session=True,
-                                    preexec_fn=_pdeathsig if sys.platform.startswith("linux") else None)
+        with procs.HostSlot() as concurrent:
+            env = dict(os.environ, PYTHONUNBUFFERED="1", GOLFPLAN_CONCURRENT=str(concurrent))
+            proc = procs.start(self.command(job, spec_path), run_dir / "stdout.log", run_dir / "stderr.log", env)
             if self.on_start:
                 self.on_start(proc.pid)
-            killed, pruned_at = self._watch(proc, job, run_dir, t0)
-        wall = round(time.perf_counter() - t0, 3)
-        return self._outcome(proc.returncode, run_dir, job, killed, pruned_at, wall)
+            killed = procs.watch(proc, limit, self.poll_s, follower.tick if job.report else None)
+        out = self._outcome(proc.returncode, run_dir, job, killed, follower.pruned_at, limit)
+        out.wallclock_s, out.concurrent = round(time.perf_counter() - t0, 3), concurrent
+        return out
 
-    def _watch(self, proc: subprocess.Popen, job: Job, run_dir: Path, t0: float) -> tuple[str, tuple | None]:
-        """Wait for the run; enforce the hard limit; report periodic validations to ``job.report``.
-
-        The validation at the run's last step is not a periodic one: the trainer follows it at
-        once with ``stopping_early`` or ``peak memory``. A validation line is therefore reported
-        only when another line follows it, or when ``FINAL_GRACE_S`` pass without a final line.
-        """
-        log_path, offset, buf = run_dir / "train.log", 0, ""
-        pending: tuple[int, float, float] | None = None  # step, val_bpb, when seen
-
-        def decide(p: tuple[int, float, float]) -> bool:
-            return job.report is not None and job.report(p[0], p[1])
-
-        try:
-            while proc.poll() is None:
-                time.sleep(self.poll_s)
-                if job.timeout_s and time.perf_counter() - t0 > job.timeout_s:
-                    kill_group(proc)
-                    return "timeout", None
-                if job.report is None or not log_path.exists():
-                    continue
-                with open(log_path, "r", errors="replace") as f:
-                    f.seek(offset)
-                    chunk = f.read()
-                    offset = f.tell()
-                buf += chunk
-                *lines, buf = buf.split("\n")
-                for line in lines:
-                    m = VAL_LINE.match(line)
-                    if line.startswith(FINAL_MARKERS):
-                        pending = None  # that validation was the final one
-                        continue
-                    if pending is not None:
-                        p, pending = pending, None
-                        if decide(p):
-                            kill_group(proc)
-                            return "pruned", p[:2]
-                    if m and int(m.group(1)) > 0 and math.isfinite(float(m.group(3))):
-                        pending = (int(m.group(1)), float(m.group(3)), time.perf_counter())
-                if pending is not None and time.perf_counter() - pending[2] > FINAL_GRACE_S:
-                    p, pending = pending, None
-                    if decide(p):
-                        kill_group(proc)
-                        return "pruned", p[:2]
-        except BaseException:
-            kill_group(proc)
-            raise
-        return "", None
-
-    def _outcome(self, rc: int, run_dir: Path, job: Job, killed: str, pruned_at: tuple | None,
-                 wall: float) -> RunOutcome:
-        data: dict[str, Any] = {}
-        rpath = run_dir / "result.json"
-        if rpath.exists():
-            try:
-                data = json.loads(rpath.read_text())
-            except (OSError, json.JSONDecodeError):
-                data = {}
-        measured = {f.name for f in fields(RunOutcome)} - {"status", "reason", "failure", "seed", "run_dir", "wallclock_s"}
-        base = RunOutcome(**{k: v for k, v in data.items() if k in measured})
-        base.seed, base.run_dir, base.wallclock_s = job.seed, str(run_dir), wall
-        base.val_history = list(data.get("val_history") or [])
-        if killed == "pruned":
+    def _outcome(self, rc: int | None, run_dir: Path, job: Job, killed: str, pruned_at: tuple | None,
+                 limit: float) -> RunOutcome:
+        data = read_json(run_dir / "result.json") or {}
+        measured = {f.name for f in fields(RunOutcome)} - {"status", "reason", "failure", "seed", "run_dir",
+                                                            "wallclock_s", "concurrent", "check", "val_history"}
+        out = RunOutcome(**{k: v for k, v in data.items() if k in measured})
+        out.seed, out.run_dir = job.seed, str(run_dir)
+        out.val_history = list(data.get("val_history") or [])
+        if job.check:
+            out.check = read_json(run_dir / "check.json")
+            if out.check is None:  # the process ended (or was killed) inside its preflight
+                ex = procs.exit_of(rc, run_dir / "stderr.log", killed, limit)
+                return _refused(out, ex.kind, ex.reason if ex.kind == "refused" else f"preflight {ex.reason}")
+            if not out.check.get("ok"):
+                return _refused(out, "refused", str(out.check.get("reason") or "the preflight refused it"))
+        if killed == "stopped":
             step, bpb = pruned_at or (0, float("nan"))
-            base.status, base.reason = "pruned", f"pruned at step {step} (val_bpb {bpb:.4f})"
-            base.steps = base.steps or step
-            base.val_bpb = base.val_loss = None
-            return base
-        if killed == "timeout":
-            base.status, base.failure = "failed", "timeout"
-            base.reason = f"timed out: killed after the hard limit of {job.timeout_s:.0f}s"
-            base.val_bpb = base.val_loss = None
-            return base
-        status = data.get("status")
-        if rc == 0 and status == "complete" and data.get("val_bpb") is not None:
-            base.status = "complete"
-            return base
-        base.val_bpb = base.val_loss = None
-        base.status = "failed"
-        if status == "failed" and data.get("reason"):
-            base.reason = str(data["reason"])
-            base.failure = failure_kind(base.reason)
-            return base
-        tail = _tail(run_dir / "stderr.log")
-        if rc in (-signal.SIGKILL, 128 + signal.SIGKILL) or any(s in tail for s in ("out of memory", "OutOfMemoryError")):
-            base.failure = "oom"
-            base.reason = ("out of memory: " + _last_error(tail)) if "memory" in tail.lower() else \
-                "killed by SIGKILL from outside the planner (out of memory?)"
-            return base
-        base.failure = "crash"
-        base.reason = f"crash (exit {rc}): {_last_error(tail) or 'no error output'}"
-        return base
+            out.status, out.reason = "pruned", f"pruned at step {step} (val_bpb {bpb:.4f})"
+            out.steps = out.steps or step
+            out.val_bpb = out.val_loss = None
+            return out
+        if killed != "timeout" and rc == 0 and data.get("status") == "complete" and data.get("val_bpb") is not None:
+            out.status = "complete"
+            return out
+        out.val_bpb = out.val_loss = None
+        if killed != "timeout" and data.get("status") == "failed" and data.get("reason"):
+            out.status, out.reason = "failed", str(data["reason"])
+            out.failure = data.get("failure") if data.get("failure") in FAILURES else "crash"
+            return out
+        ex = procs.exit_of(rc, run_dir / "stderr.log", killed, limit)
+        if ex.kind == "refused":  # `golfplan run` rejected its input (exit 2): the configuration's fault
+            return _refused(out, "refused", ex.reason)
+        out.status, out.failure, out.reason = "failed", ex.kind, ex.reason
+        return out
 
 
-def kill_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
-    """SIGTERM the child's process group, then SIGKILL what is left after ``grace_s``."""
-    try:
-        pgid = os.getpgid(proc.pid)
-    except ProcessLookupError:
-        return
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _tail(path: Path, limit: int = 20000) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(f.tell() - limit, 0))
-            return f.read().decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _last_error(text: str) -> str:
-    """The exception line of a traceback (or the last non-empty line)."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if re.match(r"^[\w.]+(Error|Exception|Interrupt)\b", ln) or ln.startswith("error:"):
-            return ln[:300]
-    return lines[-1][:300] if lines else ""
+def _refused(out: RunOutcome, kind: str, reason: str) -> RunOutcome:
+    out.status, out.failure, out.reason = "refused", kind, reason
+    out.val_bpb = out.val_loss = None
+    return out

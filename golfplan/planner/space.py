@@ -17,6 +17,11 @@ plugin that is not compile-safe, or two that fail the trace together) and are ne
 again. When a choice loses options this way its param gets a new name listing the options
 left (``slot:lr_schedule[none|tidal]``), because Optuna needs one distribution per name.
 
+Params a plugin declares ordered (``Float(..., at_least="boost_min")``) are sampled lower one
+first, then the higher one within ``[max(its low, the lower's value), its high]``, so a combination
+the plugin would reject is never proposed (the lower one's range stops where the higher one can
+still follow). Their ranges then differ from trial to trial, which Optuna allows for numbers.
+
 Plugins that are ``always`` on have their params searched; ``fixed`` plugins are on with fixed
 params. A searched plugin that shares a slot with a fixed one replaces it while on.
 """
@@ -24,6 +29,7 @@ params. A searched plugin that shares a slot with a fixed one replaces it while 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -178,18 +184,33 @@ class SearchSpace:
         return out
 
     def _sample_params(self, trial: Any, name: str) -> dict[str, Any]:
+        """The plugin's params: given ones as given, the others sampled from their ranges (or the
+        values the static screening kept). A param ordered after another (``at_least``/``above``)
+        is sampled after it, within what it leaves, so only valid combinations are proposed."""
+        cls = self.registry.get(name)
         given = self.optional.get(name, self.always.get(name, {}))
         values = dict(given)
-        for pname, spec in self.registry.get(name).params.items():
+        highs = ordered_highs(cls, given)
+        for pname in sampling_order(cls):
+            spec = cls.params[pname]
             if pname in given:
                 continue
             key = f"{name}.{pname}"
             domain = self.domains.get(name, {}).get(pname)
             if domain is not None:
                 values[pname] = trial.suggest_categorical(key, domain)
+                continue
+            low = spec.low
+            if spec.lower is not None:
+                low = max(low, above(values[spec.lower] + spec.gap(), spec))
+            high = highs.get(pname, spec.high)
+            if spec.kind == "float":
+                values[pname] = trial.suggest_float(key, low, high, log=spec.log)
+            elif spec.kind == "int":
+                values[pname] = trial.suggest_int(key, low, high, log=spec.log)
             else:
                 values[pname] = spec.suggest(trial, key)
-        return values
+        return {p: values[p] for p in cls.params if p in values}
 
     # ---- encoding fixed configurations as params (enqueued trials) ----------------------
     def encode(self, chosen: Plugins) -> dict[str, Any]:
@@ -212,8 +233,7 @@ class SearchSpace:
 
     def defaults(self, name: str) -> dict[str, Any]:
         given = self.optional.get(name, self.always.get(name, {}))
-        vals = {k: p.default for k, p in self.registry.get(name).params.items()}
-        vals.update(given)
+        vals = self.registry.get(name).completed(given)
         for pname, domain in self.domains.get(name, {}).items():
             if pname not in given and vals.get(pname) not in domain and domain:
                 vals[pname] = domain[0]
@@ -262,6 +282,38 @@ class SearchSpace:
             else:
                 parts.append(f"{pname} {spec.describe()}")
         return (": " + ", ".join(parts)) if parts else ""
+
+
+def sampling_order(cls: Any) -> list[str]:
+    """The plugin's params, each after the param it is ordered after."""
+    later = [hi for _, hi in cls.ordered_params()]
+    return [p for p in cls.params if p not in later] + later
+
+
+def ordered_highs(cls: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """The highest value each lower param of an order may take so that its higher param keeps a
+    valid value (``boost_min`` up to ``boost_max``'s high, or its given value)."""
+    highs: dict[str, Any] = {}
+    for lower, higher in reversed(cls.ordered_params()):
+        spec = cls.params[higher]
+        top = below(given.get(higher, highs.get(higher, spec.high)) - spec.gap(), spec)
+        highs[lower] = min(highs.get(lower, cls.params[lower].high), top)
+    return highs
+
+
+def above(value: Any, spec: Param) -> Any:
+    """The least value ``spec`` may take above ``value`` (the next float for a strict float order)."""
+    return math.nextafter(value, math.inf) if spec.above and spec.kind == "float" else value
+
+
+def below(value: Any, spec: Param) -> Any:
+    """The greatest value the lower param may take under ``value`` of the higher ``spec``."""
+    return math.nextafter(value, -math.inf) if spec.above and spec.kind == "float" else value
+
+
+def ordered(cls: Any, pname: str) -> bool:
+    """True when ``pname`` is in an order with another param of the plugin."""
+    return any(pname in pair for pair in cls.ordered_params())
 
 
 def param_domain(spec: Param) -> list | None:

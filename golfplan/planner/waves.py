@@ -7,7 +7,9 @@
   beats the current stack the way a Winner beats a baseline (Welch p < alpha and more than the
   noise floor; with a single seed, more than the floor). Candidates that break the slot,
   conflict or requires rules are skipped with the reason. The ablation's runs are copied into
-  the stack study, so the baseline and the single-plugin results are not run again.
+  the stack study, so the baseline and the single-plugin results are not run again. The final
+  stack is the stack study's chosen configuration: its report's best, even where a dropped
+  candidate measured lower by chance.
 * **tune** searches the params of the final stack's plugins with TPE (a ``tune`` study whose
   ``always`` plugins are the stack), in the budget left.
 
@@ -22,6 +24,7 @@ from typing import Any, Callable
 
 from golfplan.planner.definition import Plugins, StudyDef, StudyError, describe_plugins
 from golfplan.planner.stats import SLIGHT, WINNER, improves
+from golfplan.planner.storage import CHOSEN_ATTR
 
 
 @dataclass
@@ -83,8 +86,8 @@ def copy_trials(source: Any, target: Any) -> int:
 def evaluate(planner: Any, plugins: Plugins, label: str, description: str, phase: str) -> list[float] | None:
     """Run ``plugins`` with the study's repeats (or reuse its finished runs); None when the budget
     stopped it. Returns the configuration's final BPBs (empty when it failed or was refused)."""
+    from golfplan.planner.configs import TrialConfig
     from golfplan.planner.report import collect
-    from golfplan.planner.study import TrialConfig
 
     key = planner.key_of(plugins)
     rows, _ = collect(planner.study, planner.d.alpha, planner.d.noise_floor)
@@ -101,7 +104,16 @@ def evaluate(planner: Any, plugins: Plugins, label: str, description: str, phase
 
 
 def stack(source: Any, planner: Any, include_slight: bool = False, say: Callable[[str], None] = print) -> StackResult:
-    """Greedy stacking of ``source``'s (an ablation Planner) winners, run in ``planner``'s study."""
+    """Greedy stacking of ``source``'s (an ablation Planner) winners, run in ``planner``'s study. The
+    final stack is recorded as the stack study's chosen configuration (its report's best), whatever
+    a dropped candidate measured."""
+    result = _stack(source, planner, include_slight, say)
+    planner.study.set_user_attr(CHOSEN_ATTR, {"key": planner.key_of(result.plugins), "label": "final stack",
+                                              "stopped": result.stopped})
+    return result
+
+
+def _stack(source: Any, planner: Any, include_slight: bool, say: Callable[[str], None]) -> StackResult:
     from golfplan.planner.report import collect
     from golfplan.registry import combination_problems
 
@@ -119,7 +131,12 @@ def stack(source: Any, planner: Any, include_slight: bool = False, say: Callable
     current, values = dict(base.plugins), list(base.values)
     steps: list[StackStep] = []
     for name, params, row in found:
-        cand = dict(current)
+        # a winner replaces the fixed plugin it displaced in the ablation (a slot-mate, a conflict),
+        # as that ablation measured it; a clash with another winner is a real conflict (skipped)
+        cls = planner.registry.get(name)
+        cand = {n: p for n, p in current.items()
+                if not (n in base.plugins and (set(planner.registry.get(n).slots()) & set(cls.slots())
+                                               or n in cls.conflicts or name in planner.registry.get(n).conflicts))}
         cand[name] = params
         label = "+".join(n for n in cand if n not in base.plugins)
         problems = combination_problems(planner.registry.classes(list(cand)))

@@ -28,7 +28,6 @@ import torch
 from torch import Tensor
 
 from golfplan.core.config import Config
-from golfplan.core.errors import PluginError
 from golfplan.core.model import CausalSelfAttention
 from golfplan.core.technique import Float, Int, Technique, hookimpl
 
@@ -72,7 +71,7 @@ class HeadPruning(Technique):
     summary = "start with start_heads query heads, keep the end_heads largest-norm ones at prune_at"
     slot = "heads"
     params = {
-        "start_heads": Int(16, 2, 32, help="query heads while training starts (sets num_heads)"),
+        "start_heads": Int(16, 2, 32, help="query heads while training starts (sets num_heads)", above="end_heads"),
         "end_heads": Int(8, 1, 32, help="query heads kept per layer after pruning"),
         "prune_at": Float(0.416, 0.05, 0.95, help="progress at which to prune (seed: step 100 of 240 = 0.4167)"),
     }
@@ -81,9 +80,6 @@ class HeadPruning(Technique):
 
     @hookimpl
     def configure(self, config):
-        if not 1 <= self.p.end_heads < self.p.start_heads:
-            raise PluginError(f"head_pruning: end_heads={self.p.end_heads} must be below "
-                              f"start_heads={self.p.start_heads}")
         return {"num_heads": self.p.start_heads}
 
     @hookimpl

@@ -18,7 +18,6 @@ import random
 
 from torch import nn
 
-from golfplan.core.errors import PluginError
 from golfplan.core.technique import Float, Int, Technique, hookimpl
 
 
@@ -46,15 +45,10 @@ class ThermalVent(Technique):
     params = {
         "layers": Int(2, 1, 16, help="blocks boosted per step"),
         "boost_min": Float(2.0, 1.0, 10.0, help="smallest boost factor"),
-        "boost_max": Float(3.0, 1.0, 10.0, help="largest boost factor"),
+        "boost_max": Float(3.0, 1.0, 10.0, help="largest boost factor", at_least="boost_min"),
     }
     seed_refs = ("W5", "W9")
     seed_result = "W5: 1.6472 (+0.036 vs cosine 1.6117, Worse); W9 tidal+thermal vent: 1.6124 (+0.001, Neutral)"
-
-    def __init__(self, **values):
-        super().__init__(**values)
-        if self.p.boost_min > self.p.boost_max:
-            raise PluginError(f"plugin 'thermal_vent': boost_min {self.p.boost_min} exceeds boost_max {self.p.boost_max}")
 
     @hookimpl
     def after_backward(self, model, clock):

@@ -55,6 +55,10 @@ def test_a_real_study_of_a_few_trials_completes_with_its_report(tmp_path):
             assert run_["steps"] > 0 and run_["artifact_bytes"] > 0 and run_["ms_per_step"] > 0
     base = trials[0]
     assert base.user_attrs["label"] == "baseline" and not base.user_attrs["check"]["cached"]
+    # the check ran inside the baseline's own run (no process of its own), and later runs skip it
+    assert base.user_attrs["check"]["where"] == base.user_attrs["runs"][0]["run_dir"]
+    assert base.user_attrs["check"]["ok"] and "trace" in base.user_attrs["check"]["checks"]
+    assert base.user_attrs["runs"][0]["threads"] >= 1 and base.user_attrs["runs"][0]["concurrent"] >= 1
     if (tmp_path / "rep" / "best.yaml").exists():  # the best config runs as it is
         data = yaml.safe_load((tmp_path / "rep" / "best.yaml").read_text())
         assert data["profile"] == "cpu" and data["max_wallclock_seconds"] == 2.0
@@ -94,8 +98,30 @@ def _gone(pid):
         return True
 
 
-def test_plan_runs_ablate_stack_and_tune_with_a_simulated_runner(tmp_path, sim_file):
-    out = run(["plan", "--plugins", "tidal,parallel,gqa,z_loss", "--repeats", "3", "--profile", "cpu",
+def test_plan_chooses_a_stack_and_says_why_with_a_simulated_runner(tmp_path, sim_file):
+    storage = f"sqlite:///{tmp_path / 'q.db'}"
+    args = ["plan", "--plugins", "tidal,parallel,gqa,z_loss", "--profile", "cpu", "--runner", f"{sim_file}:run",
+            "--checks", "none", "--runs", "30", "--study", "q", "--storage", storage]
+    out = run(args, tmp_path, SIM_LOG=tmp_path / "sim.log")
+    assert out.returncode == 0, out.stderr + out.stdout
+    text = out.stdout
+    chosen = next(line for line in text.splitlines() if line.startswith("chosen: "))
+    assert all(p in chosen for p in ("parallel", "tidal", "gqa")) and "z_loss" not in chosen
+    for name in ("parallel", "tidal", "gqa"):  # each stacked technique with its measured effect and p
+        line = next(x for x in text.splitlines() if x.startswith(f"  + {name}: "))
+        assert "BPB ±" in line and "p = " in line, line
+    runs = len([e for e in log_events(tmp_path / "sim.log") if e[0] == "end"])
+    assert runs <= 30 and f"{runs} runs" in text
+    assert {s.study_name for s in optuna.get_all_study_summaries(storage)} == {"q.plan"}
+    # rerunning resumes: nothing runs again
+    again = run(args, tmp_path, SIM_LOG=tmp_path / "sim.log")
+    assert again.returncode == 0, again.stderr
+    assert len([e for e in log_events(tmp_path / "sim.log") if e[0] == "end"]) == runs
+
+
+def test_plan_waves_runs_ablate_stack_and_tune_with_a_simulated_runner(tmp_path, sim_file):
+    out = run(["plan", "--strategy", "waves", "--plugins", "tidal,parallel,gqa,z_loss", "--repeats", "3",
+               "--profile", "cpu",
                "--runner", f"{sim_file}:run", "--checks", "none", "--tune-trials", "5", "--study", "p",
                "--storage", f"sqlite:///{tmp_path / 'p.db'}"], tmp_path, SIM_LOG=tmp_path / "sim.log")
     assert out.returncode == 0, out.stderr + out.stdout
@@ -112,7 +138,8 @@ def test_plan_runs_ablate_stack_and_tune_with_a_simulated_runner(tmp_path, sim_f
         assert (tmp_path / "reports" / sub / f"{sub}.md").exists()
     # rerunning the plan resumes it: nothing runs again
     n = len(log_events(tmp_path / "sim.log"))
-    again = run(["plan", "--plugins", "tidal,parallel,gqa,z_loss", "--repeats", "3", "--profile", "cpu",
+    again = run(["plan", "--strategy", "waves", "--plugins", "tidal,parallel,gqa,z_loss", "--repeats", "3",
+                 "--profile", "cpu",
                  "--runner", f"{sim_file}:run", "--checks", "none", "--tune-trials", "5", "--study", "p",
                  "--storage", storage], tmp_path, SIM_LOG=tmp_path / "sim.log")
     assert again.returncode == 0, again.stderr

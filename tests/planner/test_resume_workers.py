@@ -89,7 +89,8 @@ def test_resume_after_kill_9_loses_no_finished_trial_and_duplicates_none(tmp_pat
 
 def test_two_workers_on_one_journal_file_never_run_the_same_trial_twice(tmp_path, sim_file):
     storage, log = f"journal:{tmp_path / 'w.journal'}", tmp_path / "sim.log"
-    env = env_with(SIM_SLEEP=0.3, SIM_LOG=log)
+    # runs long enough (16 x 1 s) for the second worker to start and join on a loaded machine
+    env = env_with(SIM_SLEEP=1.0, SIM_LOG=log)
     first = subprocess.Popen(planner_cmd("ablate", "--plugins", "tidal,parallel,gqa,z_loss,cosine,silu2,untied",
                                          "--repeats", "2", "--profile", "cpu", "--runner", f"{sim_file}:run",
                                          "--checks", "none", "--storage", storage, "--study", "w", "--no-report",
@@ -132,7 +133,7 @@ def test_two_workers_on_one_postgres_study_never_run_the_same_trial_twice(tmp_pa
 
 
 def check_no_duplicates(storage, name, log, expected_trials, expected_runs, at_least=None):
-    from golfplan.planner.study import open_storage
+    from golfplan.planner.storage import open_storage
 
     trials = optuna.load_study(study_name=name, storage=open_storage(storage)).get_trials()
     done = [t for t in trials if t.state == S.COMPLETE]

@@ -15,7 +15,8 @@ from golfplan.core.config import load_spec
 from golfplan.planner import waves
 from golfplan.planner.definition import Experiment
 from golfplan.planner.report import best_row, collect, write_report
-from golfplan.planner.study import BASELINE_ATTR, owner_record
+from golfplan.planner.liveness import owner_record
+from golfplan.planner.storage import BASELINE_ATTR
 
 from .conftest import TINY, Sim, make_def
 
@@ -36,9 +37,11 @@ def test_tune_study_runs_baseline_and_all_on_first_and_reports_rows(make_planner
         assert t.value == pytest.approx(run["val_bpb"])
     files = write_report(p, tmp_path / "report")
     md = files["text"]
-    assert "| # | Experiment | Description | BPB | Steps | Delta | Status |" in md
+    # cpu-profile runs are capped by steps: each row's ms/step over the baseline's sits beside its BPB
+    assert "| # | Experiment | Description | BPB | ms/step vs baseline | Steps | Delta | Status |" in md
+    assert md.count("speed benefit is not counted in its BPB") == 1
     for row in files["rows"]:
-        assert f"| {row.label} |" in md
+        assert f"| {row.label} |" in md and row.speed == "x1.00"
     assert md.count("| Baseline |") == 1
     csv_lines = (tmp_path / "report" / "t.csv").read_text().strip().splitlines()
     assert len(csv_lines) == 1 + 6
@@ -86,8 +89,8 @@ def test_failed_runs_are_broken_and_a_crashing_runner_fails_only_its_trial(make_
     def runner(job):
         if "parallel" in job.plugins:
             raise RuntimeError("cluster launcher exploded")
-        return Sim({"tidal": -0.02})(job) if "tidal" not in job.plugins else {"status": "failed",
-                                                                              "reason": "loss became NaN/inf by step 7"}
+        return Sim({"tidal": -0.02})(job) if "tidal" not in job.plugins else {
+            "status": "failed", "failure": "nan", "reason": "loss became NaN/inf by step 7"}
     d = make_def(mode="ablate", plugins={"parallel": {}, "tidal": {}, "gqa": {}})
     p = make_planner(d, runner)
     p.run()
@@ -165,11 +168,13 @@ def test_compile_unsafe_plugins_are_screened_out_of_a_tune_space(make_planner):
 
 
 def test_the_budget_starts_no_trial_that_cannot_finish(make_planner):
-    sim = Sim(sleep=0.4)
+    sim = Sim(sleep=1.5)
     d = make_def(mode="tune", plugins={"tidal": {}, "parallel": {}}, trials=50, trial_seconds=1.0)
     p = make_planner(d, sim)
-    p.run(max_new=1)  # one trial measured: the next estimate is the slowest run seen
-    p.d.budget_hours = (p.spent_s() + 1.0) / 3600.0
+    p.run(max_new=1)  # one trial measured: the next estimate is what a run of it cost
+    estimate = p.estimate_next_s()
+    assert estimate == pytest.approx(p.spent_s()) and estimate >= 1.5
+    p.d.budget_hours = (p.spent_s() + 1.5 * estimate) / 3600.0  # room for one more, not two
     res = p.run()
     assert res.stopped.startswith("budget") and 1 <= res.ran <= 2
     assert p.spent_s() <= p.d.budget_hours * 3600.0
@@ -220,8 +225,25 @@ def test_greedy_stacking_keeps_only_significant_improvements(make_planner, tmp_p
     assert tune.mode == "tune" and tune.always == {"parallel": {}, "tidal": {}} and not tune.plugins
 
 
+def test_a_winner_replaces_the_fixed_plugin_it_displaced_when_stacked(make_planner, tmp_path):
+    """The seed's waves ran on a cosine baseline: tidal (same lr_schedule slot) must still be stacked."""
+    sim = Sim({"tidal": -0.02, "parallel": -0.05, "cosine": 0.0}, noise=0.001)
+    src = make_planner(make_def("fx", mode="ablate", fixed={"cosine": {}}, plugins={"tidal": {}, "parallel": {}},
+                                repeats=3), sim)
+    src.run()
+    from golfplan.planner.study import Planner
+
+    planner = Planner(make_def("fx.stack", mode="experiments", fixed={"cosine": {}}, repeats=3),
+                      storage=src.storage, runner=sim, out_dir=tmp_path / "runs", say=lambda m: None)
+    planner.open(enqueue=False)
+    planner.study.set_user_attr(BASELINE_ATTR, planner.key_of({"cosine": {}}))
+    result = waves.stack(src, planner, say=lambda m: None)
+    assert [s.plugin for s in result.steps] == ["parallel", "tidal"] and all(s.kept for s in result.steps)
+    assert set(result.plugins) == {"parallel", "tidal"}  # cosine gave its slot to tidal
+
+
 def test_the_orphans_of_a_dead_planner_are_killed_and_nothing_else():
-    from golfplan.planner.study import _kill_orphan
+    from golfplan.planner.procs import kill_orphan
 
     from .test_runner import gone
 
@@ -234,7 +256,7 @@ def test_the_orphans_of_a_dead_planner_are_killed_and_nothing_else():
     ours, other = map(int, leader.stdout.readline().split())
     leader.wait()
     try:
-        _kill_orphan({"child": leader.pid})
+        kill_orphan({"child": leader.pid})
         time.sleep(0.3)
         assert gone(ours) and not gone(other)
     finally:

@@ -1,0 +1,234 @@
+"""The default planner strategy (golfplan.planner.strategy) on simulated runners: no training."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import random
+import textwrap
+
+import optuna
+import pytest
+
+from golfplan.core.errors import GolfplanError
+from golfplan.planner.definition import canonical_plugins
+from golfplan.planner.report import collect
+from golfplan.planner.strategy import CHOSEN_ATTR, StackTuneStrategy, expected_improvement
+from golfplan.registry import Registry, combination_problems
+
+from .conftest import make_def
+
+REG = Registry()
+
+
+class World:
+    """val_bpb = 2.5 + sum of each plugin's effect(params, plugins on) + N(0, noise), seeded by the job's
+    seed and configuration (a rerun with the same seed repeats its value); ``calls`` keeps every job."""
+
+    def __init__(self, effects, noise=0.001, salt=0, registry=REG):
+        self.effects, self.noise, self.salt, self.registry = effects, noise, salt, registry
+        self.calls = []
+
+    def true(self, plugins):
+        full = canonical_plugins(self.registry, plugins)
+        return 2.5 + sum(self.effects.get(n, lambda p, on: 0.0)(p, set(full)) for n, p in full.items())
+
+    def __call__(self, job):
+        self.calls.append(job)
+        key = json.dumps(job.plugins, sort_keys=True)
+        rng = random.Random(int(hashlib.sha1(f"{self.salt}|{job.seed}|{key}".encode()).hexdigest()[:12], 16))
+        bpb = self.true(job.plugins) + rng.gauss(0.0, self.noise)
+        return {"status": "complete", "val_bpb": bpb, "steps": 100, "artifact_bytes": 1_000_000}
+
+
+def run(d, world, max_runs, storage=None, registry=REG):
+    st = StackTuneStrategy(d, storage=storage or optuna.storages.InMemoryStorage(), runner=world, registry=registry,
+                           max_runs=max_runs, say=lambda m: None)
+    return st, st.run()
+
+
+def bowl(best, low, high, depth, miss=0.0, steep=0.02):
+    """An effect worth ``depth`` at ``best``, rising by ``steep`` x (distance / the param's range)² (``miss``:
+    an extra cost for any value but ``best``)."""
+    def f(v):
+        return depth + steep * ((v - best) / (high - low)) ** 2 + (miss if abs(v - best) > 1e-9 else 0.0)
+    return f
+
+
+def test_the_tune_phase_never_ends_worse_than_the_stack_it_started_from():
+    # every default is the best value; moving a param costs 0.0003 and up, less than the noise, so many
+    # proposals beat the stack on their single run by luck: the stack must stay unless beaten on repeats
+    f_tidal, f_cap = bowl(0.382, 0.05, 0.7, -0.02, 0.0003), bowl(15.0, 5, 50, -0.01, 0.0003)
+    f_rope = bowl(5000.0, 1000, 20000, -0.005, 0.0003)
+    effects = {"tidal": lambda p, on: f_tidal(p["warmup_frac"]), "softcap": lambda p, on: f_cap(p["value"]),
+               "rope_base": lambda p, on: f_rope(p["base"]),
+               "lr": lambda p, on: -0.008 + 0.0003 * (abs(p["matrix_lr"] - 0.11) > 1e-9)
+               + (p["muon_momentum"] - 0.95) ** 2}
+    lucky_proposals = 0
+    for seed in range(4):
+        world = World(effects, noise=0.001, salt=seed)
+        d = make_def(f"tune{seed}", mode="ablate", plugins={"tidal": {}, "softcap": {}, "rope_base": {}, "lr": {}},
+                     fixed={"cosine": {}}, seed=seed)
+        _, res = run(d, world, max_runs=36)
+        assert set(res.stack) == {"tidal", "softcap", "rope_base", "lr"}
+        assert world.true(res.plugins) <= world.true(res.stack) + 1e-12
+        tune = [x for x in res.decisions if x.phase == "tune"]
+        assert len(tune) >= 15  # the tune phase did run, on most of the budget
+        lucky_proposals += sum(1 for x in tune if x.delta is not None and x.delta < 0)
+        for race in (x for x in res.decisions if x.phase == "race" and x.kept):
+            assert race.delta < -1.5 * race.se  # a replacement won on fresh repeats
+    assert lucky_proposals > 0  # the trap was there: single runs that looked better than the stack
+
+
+def test_a_stack_that_the_tune_phase_can_improve_is_improved_on_repeats():
+    f_cap = bowl(24.0, 5, 50, -0.01, steep=0.12)  # the default 15 is 0.0048 worse than the best, 24
+    effects = {"softcap": lambda p, on: f_cap(p["value"])}
+    world = World(effects, noise=0.0005)
+    d = make_def("improve", mode="ablate", plugins={"softcap": {}}, fixed={"cosine": {}}, seed=1)
+    _, res = run(d, world, max_runs=30)
+    assert res.stack["softcap"] == {}  # stacked at its default
+    assert world.true(res.plugins) < world.true(res.stack) - 0.002
+    race = next(x for x in res.decisions if x.phase == "race" and x.kept)
+    assert race.delta < -1.5 * race.se and len(res.values) >= 3
+
+
+PLUGIN_FILE = '''
+from golfplan.core.technique import Technique
+
+
+class Alpha(Technique):
+    name = "t_alpha"
+    summary = "a test plugin that conflicts with parallel"
+    conflicts = ("parallel",)
+
+
+class Beta(Technique):
+    name = "t_beta"
+    summary = "a test plugin that requires gqa"
+    requires = ("gqa",)
+'''
+
+
+def test_every_run_respects_slots_conflicts_and_requirements(tmp_path):
+    f = tmp_path / "test_plugins.py"
+    f.write_text(textwrap.dedent(PLUGIN_FILE))
+    reg = Registry(plugin_paths=[str(f)])
+    helpful = ["tidal", "breathing", "whale_dive", "silu2", "gelu2", "parallel", "sandwich_norm", "t_alpha", "t_beta"]
+    effects = {n: const(-0.004 * (i + 1)) for i, n in enumerate(helpful)}
+    effects["gqa"] = lambda p, on: 0.001
+    world = World(effects, registry=reg)
+    d = make_def("rules", mode="ablate", plugins={n: {} for n in helpful + ["gqa"]}, fixed={"cosine": {}},
+                 plugin_path=[str(f)])
+    _, res = run(d, world, max_runs=40, registry=reg)
+    assert world.calls
+    for job in world.calls:
+        assert combination_problems(reg.classes(job.plugins)) == [], job.plugins
+    assert any("t_beta" in j.plugins for j in world.calls)  # tried, with its requirement
+    assert any("t_alpha" in j.plugins for j in world.calls) and any("parallel" in j.plugins for j in world.calls)
+    chosen = set(res.plugins)
+    assert combination_problems(reg.classes(chosen)) == []
+    # the best of each slot: whale_dive (lr_schedule), gelu2 (activation); t_alpha beats parallel; sandwich_norm
+    # (block) is free once parallel is out; t_beta is worth its gqa
+    assert chosen == {"whale_dive", "gelu2", "sandwich_norm", "t_alpha", "t_beta", "gqa"}
+
+
+@pytest.mark.parametrize("max_runs", [1, 6, 15, 30])
+def test_it_stops_at_its_run_budget(max_runs):
+    names = ["tidal", "parallel", "gqa", "z_loss", "silu2", "gelu2", "softcap", "rope_base", "untied", "lr"]
+    effects = {n: const((-1) ** i * 0.003 * (i + 1)) for i, n in enumerate(names)}
+    world = World(effects)
+    d = make_def(f"cap{max_runs}", mode="ablate", plugins={n: {} for n in names}, fixed={"cosine": {}})
+    _, res = run(d, world, max_runs=max_runs)
+    assert len(world.calls) == res.runs <= max_runs
+    if max_runs < 12:  # fewer than a run per candidate: cut off in the stacking
+        assert res.stopped == "runs" and len(world.calls) == max_runs
+    assert world.true(res.plugins) <= world.true({"cosine": {}})
+
+
+def const(value):
+    return lambda p, on: value
+
+
+def seed_like_world():
+    """Clear effects with the seed log's kinds of interaction: silu2 helps only with parallel, qk_gain helps
+    only without a U-Net split, parallel is worth less on tidal, breathing nothing with parallel; z_loss and
+    label_smoothing hurt."""
+    eff = const
+    return {
+        "tidal": eff(-0.02), "parallel": lambda p, on: -0.025 + (0.008 if "tidal" in on else 0.0),
+        "silu2": lambda p, on: -0.0035 if "parallel" in on else 0.0005, "gelu2": eff(0.003),
+        "unet": eff(-0.013), "qk_gain": lambda p, on: 0.003 if "unet" in on else -0.003,
+        "softcap": eff(-0.011), "gqa": eff(-0.004), "head_diversity": eff(-0.0025),
+        "z_loss": eff(0.017), "label_smoothing": eff(0.05),
+        "breathing": lambda p, on: 0.003 if "parallel" in on else -0.015,
+    }
+
+
+def brute_force(world, names):
+    best = None
+    for k in range(len(names) + 1):
+        for combo in itertools.combinations(names, k):
+            conf = {n: {} for n in combo}
+            if combination_problems(REG.classes(list(conf) + ([] if any(
+                    "lr_schedule" in REG.get(n).slots() for n in combo) else ["cosine"]))):
+                continue
+            if not any("lr_schedule" in REG.get(n).slots() for n in combo):
+                conf["cosine"] = {}
+            v = world.true(conf)
+            if best is None or v < best[0]:
+                best = (v, set(conf))
+    return best
+
+
+def test_it_finds_the_clear_optimum_of_a_world_with_interactions():
+    effects = seed_like_world()
+    names = list(effects)
+    optimum, best_set = brute_force(World(effects), names)
+    assert best_set == {"tidal", "parallel", "silu2", "unet", "softcap", "gqa", "head_diversity"}
+    for seed in range(3):
+        order = names[:]
+        random.Random(seed).shuffle(order)
+        world = World(effects, noise=0.0008, salt=seed)
+        d = make_def(f"clear{seed}", mode="ablate", plugins={n: {} for n in order}, fixed={"cosine": {}}, seed=seed)
+        st, res = run(d, world, max_runs=30)
+        assert set(res.plugins) == best_set, (seed, [(x.change, x.delta, x.kept) for x in res.decisions])
+        assert world.true(res.plugins) - optimum < 1e-9
+        rows, base = collect(st.planner.study)  # one ordinary study: rows, a baseline, verdicts
+        assert base is not None and base.plugins == {"cosine": {}} and len(rows) >= len(names)
+        assert st.planner.study.user_attrs[CHOSEN_ATTR]["key"] == st.planner.key_of(res.plugins)  # the report's best
+
+
+class Killed(GolfplanError):
+    """Stands for the planner being killed mid-run (a GolfplanError is not caught as a failed run)."""
+
+
+def test_a_plan_killed_midway_resumes_where_it_was_and_ends_as_an_uninterrupted_one():
+    effects = seed_like_world()
+    names = list(effects)
+    d = make_def("resume", mode="ablate", plugins={n: {} for n in names}, fixed={"cosine": {}})
+    storage = optuna.storages.InMemoryStorage()  # one storage, two sessions: the second resumes the first
+    first = World(effects)
+
+    def dies_at_the_21st_run(job):
+        if len(first.calls) == 20:
+            raise Killed("killed")
+        return first(job)
+
+    with pytest.raises(Killed):
+        run(d, dies_at_the_21st_run, max_runs=34, storage=storage)
+    again = World(effects)
+    _, resumed = run(d, again, max_runs=34, storage=storage)
+    whole = World(effects)
+    _, fresh = run(d, whole, max_runs=34)
+    assert len(first.calls) == 20 and len(again.calls) == fresh.runs - 20  # nothing finished ran twice
+    assert [j.plugins for j in first.calls + again.calls] == [j.plugins for j in whole.calls]
+    assert resumed.plugins == fresh.plugins and resumed.runs == fresh.runs
+    assert [(x.change, x.kept) for x in resumed.decisions] == [(x.change, x.kept) for x in fresh.decisions]
+
+
+def test_expected_improvement():
+    assert expected_improvement(-0.01, 0.0) == pytest.approx(0.01)
+    assert expected_improvement(0.01, 0.0) == 0.0
+    assert expected_improvement(0.0, 0.001) == pytest.approx(0.001 / (2 * 3.141592653589793) ** 0.5)
+    assert expected_improvement(0.002, 0.001) < expected_improvement(0.0, 0.001) < expected_improvement(-0.002, 0.001)

@@ -28,7 +28,8 @@ from golfplan.core.config import load_spec
 from golfplan.core.trainer import train
 spec = load_spec("cpu", sets=["max_wallclock_seconds=0", "iterations={steps}", "progress_bar=false",
                               "val_max_tokens=16384", "warmup_steps=0", "train_batch_tokens=4096",
-                              "train_seq_len=256", "val_batch_size=16384", "warmdown_iters=10"])
+                              "train_seq_len=256", "val_batch_size=16384", "warmdown_iters=10",
+                              "muon_momentum_warmup_steps=20", "train_log_every=10"])
 r = train(spec.config, [], log=lambda m: None)
 print(json.dumps({{"ms_per_step": r.ms_per_step, "val_bpb": r.val_bpb, "steps": r.steps}}))
 """

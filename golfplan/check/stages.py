@@ -11,7 +11,8 @@ Five checks, in order, stopping at the first failure:
 4. smoke        a few dozen real training steps of the shrunken model on the CPU: the
                 loss must be finite and fall (catches techniques that train nothing);
                 skipped where the run itself is a CPU run (it is its own smoke test);
-5. budget       parameters and estimated artifact bytes of the real config against the
+5. budget       parameters and estimated artifact bytes of the real config (its export chain's
+                exact payload x a measured compression ratio, + code) against the
                 16,000,000-byte limit, and the steps the wallclock allows.
 
 Compile-unsafe plugins pass only when the user allows eager mode (``--allow-eager``);
@@ -32,12 +33,10 @@ from golfplan.core.profiles import world_size as profile_world_size
 WARN_FRACTION = 0.95  # artifact estimate above 95 % of the limit: a warning
 BASELINE_PARAMS = 17_059_912  # the profiles' ms/step figures are for the baseline model
 
-# Compressed size of the int8 payload (zlib level 9) as a fraction of its raw bytes. Calibrated on
-# the seed log's reported artifacts (240-step models on an RTX 4000): E8 12.9 MB for a 17,172,768-byte
-# payload (0.75) and H1 ~14 MB for 17,687,840 bytes (0.79); the larger is used. How well weights
-# compress depends on how long they trained (benchmarks/README.md: 0.38 after 121 H100 steps), so
-# the budget check also reports the uncompressed payload as an upper bound.
-ZLIB_RATIO = 0.79
+# The budget's compressed size is the chain's exact payload times a ratio measured on trained
+# full-size models for its codec and code width: golfplan.core.sizing.MEASURED says where each
+# figure comes from. How well weights compress depends on how long they trained, so the check also
+# reports the uncompressed payload as an upper bound.
 
 
 @dataclass
@@ -200,19 +199,19 @@ def _smoke(state: dict, steps: int) -> tuple[str, str, str | None]:
 def _budget(state: dict, report: CheckReport) -> tuple[str, str, str | None]:
     import torch
 
-    from golfplan.core.export import code_bytes, payload_bytes
     from golfplan.core.hooks import build_model, resolve
+    from golfplan.core.pack import code_size
     from golfplan.core.profiles import step_capped
-    from golfplan.core.trainer import plugin_files
+    from golfplan.core.sizing import estimate_artifact
 
     config, techniques = state["config"], state["techniques"]
+    hooks = resolve([t.fresh() for t in techniques])
     with torch.device("meta"):
-        model = build_model(resolve([t.fresh() for t in techniques]), config.replace(device="cpu"))
+        model = build_model(hooks, config.replace(device="cpu"))
+    est = estimate_artifact(hooks, model.state_dict(keep_vars=True), config)
     params = sum(p.numel() for p in model.parameters())
-    payload = payload_bytes(model.state_dict(keep_vars=True))
-    code = code_bytes(plugin_files(techniques))
-    artifact = int(payload * ZLIB_RATIO) + code
-    upper = payload + code
+    code = code_size(config, techniques)  # the packed train_gpt.py golfplan export writes
+    artifact, upper = est.model_bytes + code, est.payload_bytes + code
     ms = config.ms_per_step_hint * params / BASELINE_PARAMS if config.ms_per_step_hint > 0 else 0.0
     steps = None
     if step_capped(config):
@@ -220,9 +219,10 @@ def _budget(state: dict, report: CheckReport) -> tuple[str, str, str | None]:
     elif ms > 0:
         steps = min(config.iterations, int(1000.0 * config.max_wallclock_seconds / ms))
     limit = config.artifact_limit_bytes
-    report.estimate = {"params": params, "payload_bytes": payload, "code_bytes": code, "artifact_bytes": artifact,
-                       "upper_bound_bytes": upper, "limit_bytes": limit, "ms_per_step": round(ms, 1) or None,
-                       "steps": steps}
+    report.estimate = {"params": params, "payload_bytes": est.payload_bytes, "model_bytes": est.model_bytes,
+                       "ratio": est.ratio, "ratio_source": est.ratio_source, "format": est.format,
+                       "code_bytes": code, "artifact_bytes": artifact, "upper_bound_bytes": upper,
+                       "limit_bytes": limit, "ms_per_step": round(ms, 1) or None, "steps": steps}
     if step_capped(config):
         step_note = f"{steps} steps (capped by steps, not time)"
     elif ms > 0:
@@ -230,13 +230,14 @@ def _budget(state: dict, report: CheckReport) -> tuple[str, str, str | None]:
                      f"{config.ms_per_step_hint:.0f} ms/step for the baseline, scaled by parameter count)")
     else:
         step_note = "steps: no measured ms/step for this profile"
-    msg = (f"{params:,} params; artifact ~{artifact:,} bytes (int8 payload {payload:,} x zlib {ZLIB_RATIO} "
-           f"+ code {code:,}) of {limit:,}; {step_note}")
+    msg = (f"{params:,} params; artifact ~{artifact:,} bytes ({est.format} payload {est.payload_bytes:,} x "
+           f"measured ratio {est.ratio} + code {code:,}) of {limit:,}; {step_note}")
     if artifact > limit:
         raise CheckFailed(f"over the artifact limit: {msg}")
     if upper > limit:
-        saving = 1 - (limit - code) / payload
-        return "warn", f"{msg}; fits only if zlib saves >= {saving:.0%} of the payload (longer training compresses less)", None
+        saving = 1 - (limit - code) / est.payload_bytes
+        return ("warn", f"{msg}; fits only if compression saves >= {saving:.0%} of the payload "
+                        f"(longer training compresses less)", None)
     if artifact > WARN_FRACTION * limit:
         return "warn", f"close to the limit: {msg}", None
     return "pass", msg, None

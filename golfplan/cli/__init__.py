@@ -26,7 +26,7 @@ from golfplan.core.errors import GolfplanError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from golfplan.cli import catalog, check, data, run, study
+    from golfplan.cli import catalog, check, data, export, run, study
 
     parser = Parser(prog="golfplan", description="Plan, check and run Parameter Golf experiments.")
     parser.add_argument("--version", action="version", version=f"golfplan {_version()}")
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     catalog.add_parser(sub)
     data.add_parser(sub)
     study.add_parsers(sub)
+    export.add_parser(sub)
     return parser
 
 

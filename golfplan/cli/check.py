@@ -17,6 +17,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spec", metavar="FILE", help="a resolved run spec (RunSpec.to_dict) instead of the options above")
     p.add_argument("--smoke-steps", type=positive_int, default=30, help="CPU training steps of the smoke check")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--legal", action="store_true", help="the challenge's rules instead (golfplan.check.legal): "
+                   "bytes, data access, causality, time limits, significance")
+    p.add_argument("--run", action="append", default=[], metavar="RUN_DIR",
+                   help="with --legal: judge these finished runs (their seeds; repeatable) on measured figures")
+    p.add_argument("--reference", metavar="RUN_DIR_OR_BPB", help="with --legal: the record to beat (significance)")
     p.set_defaults(func=cmd_check)
 
 
@@ -25,6 +30,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from golfplan.core.errors import PluginError
     from golfplan.registry import Registry
 
+    if args.legal:
+        from golfplan.cli.export import cmd_legal
+
+        return cmd_legal(args)
     spec = spec_from_args(args)
     try:
         registry = Registry(plugin_paths=spec.plugin_paths)

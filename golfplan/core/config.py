@@ -63,6 +63,7 @@ class Config:
     val_batch_size: int = 524_288
     val_loss_every: int = 1000  # 0: only at the end
     val_max_tokens: int = 0  # 0: the whole validation split (the challenge's metric)
+    max_eval_seconds: float = 0.0  # the final evaluation's limit, reported when passed (8xh100: 600); 0: none
     train_log_every: int = 200
     # optimizers
     embed_lr: float = 0.6
@@ -174,7 +175,7 @@ def config_problems(c: Config, world_size: int = 1) -> list[str]:
             p.append(f"{key} must be positive, got {getattr(c, key)}")
     non_negative = ("val_loss_every", "train_log_every", "warmup_steps", "warmdown_iters", "val_max_tokens",
                     "grad_accum_steps", "muon_momentum_warmup_steps", "max_wallclock_seconds", "time_limit_seconds",
-                    "calibration_reserve_seconds",
+                    "calibration_reserve_seconds", "max_eval_seconds",
                     "ms_per_step_hint")
     for key in non_negative:
         v = getattr(c, key)
@@ -225,7 +226,7 @@ def config_problems(c: Config, world_size: int = 1) -> list[str]:
 
 # ---- run specs: config + plugins, loaded from profile / YAML / CLI -----------------
 
-SPEC_KEYS = ("profile", "plugins", "plugin_path")
+SPEC_KEYS = ("profile", "plugins", "plugin_path", "profiles")
 
 
 @dataclass
@@ -286,8 +287,19 @@ class RunSpec:
 
 
 def read_spec_file(path: str | Path) -> RunSpec:
-    """A resolved spec written by ``RunSpec.to_dict`` (JSON or YAML)."""
-    return RunSpec.from_dict(read_yaml(path), where=str(path))
+    """A resolved spec written by ``RunSpec.to_dict`` (JSON, or YAML)."""
+    import json
+
+    p = Path(path)
+    if p.suffix == ".json":
+        try:
+            data = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"spec file not found: {p}") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{p}: not valid JSON ({e.msg}, line {e.lineno})") from None
+        return RunSpec.from_dict(data, where=str(p))
+    return RunSpec.from_dict(read_yaml(p), where=str(p))
 
 
 def parse_set(item: str) -> tuple[str, Any]:
@@ -367,7 +379,14 @@ def load_spec(
     explicit: set[str] = set()
     spec_plugins = normalize_plugins(file_data.get("plugins"), where)
     paths = [str(p) for p in _as_list(file_data.get("plugin_path"))]
-    for key, value in file_data.items():
+    per_profile = file_data.get("profiles") or {}
+    if not isinstance(per_profile, dict):
+        raise ConfigError(f"{where}: 'profiles' must map profile names to config keys")
+    for name in per_profile:
+        if name not in PROFILE_BASES:
+            raise ConfigError(f"{where}: profiles: unknown profile '{name}'{closest(str(name), PROFILE_BASES)}")
+    # the file's keys, then its section for the resolved profile (a file that shrinks with the profile)
+    for key, value in [*file_data.items(), *(per_profile.get(prof) or {}).items()]:
         if key in SPEC_KEYS:
             continue
         if key not in FIELD_TYPES:

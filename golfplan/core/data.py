@@ -2,7 +2,10 @@
 
 A shard is a 256 x int32 little-endian header (magic 20240520, version 1, token
 count, zeros) followed by the tokens as uint16 little-endian. Train shards are
-``fineweb_train_*.bin`` and validation shards ``fineweb_val_*.bin`` in one folder.
+``fineweb_train_*.bin`` and validation shards ``fineweb_val_*.bin`` in one folder. A folder may
+also hold a validation byte sidecar ``fineweb_val_bytes_*.bin`` (same format, one entry per
+validation token: the original UTF-8 bytes that token adds to the text as a target), written
+for tokenizers whose pieces are not the text's bytes (the case-operator tokenizer).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
 TRAIN_PATTERN = "fineweb_train_*.bin"
 VAL_PATTERN = "fineweb_val_*.bin"
+VAL_BYTES_PATTERN = "fineweb_val_bytes_*.bin"  # the byte sidecar (it matches VAL_PATTERN too: kept apart)
 
 
 def write_shard(path: str | Path, tokens: np.ndarray | Tensor) -> None:
@@ -61,15 +65,40 @@ def shard_files(data_path: str | Path, pattern: str) -> list[Path]:
     return files
 
 
+def validation_files(data_path: str | Path) -> list[Path]:
+    """The validation token shards, without the byte sidecar's (the record's filter, F:520-535)."""
+    files = [f for f in shard_files(data_path, VAL_PATTERN) if not f.name.startswith("fineweb_val_bytes_")]
+    if not files:
+        raise DataError(f"no shards matching {VAL_PATTERN} in {data_path} (only a byte sidecar)")
+    return files
+
+
 def load_validation_tokens(data_path: str | Path, seq_len: int, max_tokens: int = 0) -> Tensor:
     """All validation tokens, trimmed to whole sequences (+1 for the last target)."""
-    tokens = torch.cat([load_data_shard(f) for f in shard_files(data_path, VAL_PATTERN)]).contiguous()
+    tokens = torch.cat([load_data_shard(f) for f in validation_files(data_path)]).contiguous()
     if max_tokens > 0:
         tokens = tokens[: max_tokens + 1]
     usable = ((tokens.numel() - 1) // seq_len) * seq_len
     if usable <= 0:
         raise DataError(f"validation split in {data_path} is shorter than one sequence of {seq_len}")
     return tokens[: usable + 1]
+
+
+def load_validation_bytes(data_path: str | Path, num_tokens: int) -> Tensor | None:
+    """The byte sidecar's counts for the first ``num_tokens`` validation tokens (int16), or None when
+    the folder has no sidecar (bytes then come from the tokenizer's pieces). Entry i is what token i
+    adds as a target; a BOS adds 0 (the record's ``load_validation_byte_sidecar``, F:520-535)."""
+    files = [Path(p) for p in sorted(glob.glob(str(Path(data_path) / VAL_BYTES_PATTERN)))]
+    if not files:
+        return None
+    counts = torch.cat([load_data_shard(f) for f in files])
+    if counts.numel() < num_tokens:
+        raise DataError(f"byte sidecar in {data_path} has {counts.numel():,} entries for {num_tokens:,} "
+                        f"validation tokens")
+    counts = counts[:num_tokens].to(torch.int32)
+    if counts.numel() and int(counts.max()) >= 2**15:
+        raise DataError(f"byte sidecar in {data_path} gives a token {int(counts.max())} bytes: not a byte sidecar?")
+    return counts.to(torch.int16)
 
 
 class TokenStream:

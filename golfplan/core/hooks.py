@@ -59,7 +59,7 @@ class CoreDefaults:
         h = self.pm.hook
         return baseline_optimizer(role, params, config, fused=fused,
                                   orthogonalize=h.muon_orthogonalize(config=config),
-                                  precondition=[f for f in h.muon_precondition(config=config) if f is not None])
+                                  precondition=collect(h.muon_precondition, config=config))
 
     @hookimpl(trylast=True)
     def muon_orthogonalize(self, config: Config) -> Callable:
@@ -197,14 +197,19 @@ def apply_configure(hooks: Hooks, config: Config, explicit: set[str] | frozenset
     return config.replace(**{k: v for k, (_, v) in setters.items()})
 
 
+def collect(caller: Any, **kwargs: Any) -> list[Any]:
+    """Every non-None result of a collecting hook, in the order the plugins were given (pluggy
+    itself calls the last registered first)."""
+    return [out for fn in call_order(caller) if (out := fn(**kwargs)) is not None]
+
+
 def forward_fns(hooks: Hooks, config: Config) -> ForwardFns:
     h = hooks.pm.hook
-    kept = lambda xs: [x for x in xs if x is not None]  # noqa: E731
     fns = ForwardFns(
-        batch=kept(h.on_batch(config=config)),
-        embed=kept(h.on_embed(config=config)),
-        branch=kept(h.on_branch(config=config)),
-        loss_terms=kept(h.on_loss(config=config)),
+        batch=collect(h.on_batch, config=config),
+        embed=collect(h.on_embed, config=config),
+        branch=collect(h.on_branch, config=config),
+        loss_terms=collect(h.on_loss, config=config),
     )
     token_loss = h.token_loss(config=config)
     if token_loss is not None:
@@ -218,12 +223,11 @@ def forward_fns(hooks: Hooks, config: Config) -> ForwardFns:
 def build_model(hooks: Hooks, config: Config) -> GPT:
     """Build the GPT through the build hooks, then run ``on_model_built``."""
     h = hooks.pm.hook
-    kept = lambda xs: [x for x in xs if x is not None]  # noqa: E731
     act = h.activation(config=config)
     blocks: list[nn.Module] = []
     for i in range(config.num_layers):
         attn = h.build_attention(config=config, layer_idx=i)
-        taps = kept(h.attention_taps(config=config, layer_idx=i))
+        taps = collect(h.attention_taps, config=config, layer_idx=i)
         if taps:
             if not isinstance(getattr(attn, "taps", None), nn.ModuleList):
                 raise PluginError(f"attention taps need an attention built on golfplan.core.model.CausalSelfAttention; "
@@ -238,9 +242,10 @@ def build_model(hooks: Hooks, config: Config) -> GPT:
     num_skips = max(min(len(e), len(d)) for e, d in orders.values())
     merge = h.skip_merge(config=config, num_skips=num_skips) or SkipAdd()
     stack = h.build_stack(config=config, orders=orders, merge=merge) or Stack(orders, merge)
-    parts = Parts(blocks=blocks, embeds=kept(h.build_embed(config=config)), stack=stack, fns=forward_fns(hooks, config))
+    parts = Parts(blocks=blocks, embeds=collect(h.build_embed, config=config), stack=stack, fns=forward_fns(hooks, config))
     model = GPT(config, parts=parts)
-    h.on_model_built(model=model, config=config)
+    for fn in call_order(h.on_model_built):
+        fn(model=model, config=config)
     return model
 
 

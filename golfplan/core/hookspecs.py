@@ -40,9 +40,10 @@ def configure(config):
     """Before anything is built: return ``{field: value}`` overrides of the run's Config, or None.
 
     Two plugins setting one field to different values, or a plugin setting a field the
-    user set explicitly, is an error naming both. Used by: gqa, untied, softcap, rope_base,
-    qk_gain, unet, depth, width, mlp_width, lr, head_pruning, wd_ramp, predator_prey,
-    predator_prey_wd.
+    user set explicitly, is an error naming both. Used by: adamw, case_ops, depth, gptq, gqa,
+    grad_clip, head_pruning, lr, mlp_width, muon_momentum, muon_wd, partial_rope, polar_express,
+    predator_prey, predator_prey_wd, qk_gain, rope_base, softcap, unet, untied, wd_ramp,
+    width.
     """
 
 
@@ -58,7 +59,7 @@ def build_attention(config, layer_idx):
 def activation(config):
     """Model build: return the MLP's activation, a function Tensor -> Tensor.
 
-    The default is relu². Used by: relu2, leaky_relu2, gelu2, silu2.
+    The default is relu². Used by: gelu2, leaky_relu2, relu2, silu2.
     """
 
 
@@ -75,8 +76,8 @@ def build_block(config, layer_idx, attn, mlp):
     """Model build, once per layer: return the block wiring ``attn`` and ``mlp``, or None.
 
     A block is a ``golfplan.core.model.Block`` subclass (``forward(x, x0, ctx)``).
-    The default is the baseline's sequential pre-norm block. Used by: parallel,
-    sandwich_norm, attention_recycling.
+    The default is the baseline's sequential pre-norm block. Used by: attention_recycling,
+    parallel.
     """
 
 
@@ -96,7 +97,7 @@ def build_embed(config):
     evaluation and anything that scores), in plugin order; it may own parameters and may put
     tensors in ``ctx.extras`` for the attention taps. ``ctx.input_ids`` and ``ctx.segments``
     (or ``config.bos_id``) say where documents start: nothing may cross a document boundary.
-    Used by: none yet.
+    Used by: bigram_hash, smear_gate, value_embed.
     """
 
 
@@ -107,7 +108,7 @@ def attention_taps(config, layer_idx):
 
     A tap's ``qkv(q, k, v, x, ctx)`` runs just before attention (after RoPE and the q gain),
     its ``out(y, q, k, v, x, ctx)`` on the per-head outputs before the output projection; taps
-    run in plugin order and may own parameters. Used by: none yet.
+    run in plugin order and may own parameters. Used by: sparse_attn_gate, value_embed, xsa.
     """
 
 
@@ -118,7 +119,7 @@ def layer_orders(config):
     The first order is active from the start; a technique switches ``model.stack.active``
     between steps (``on_step``). Every order is primed before the timed loop (and by the
     check's trace), so a switch costs no recompilation. The default is the baseline's U-Net
-    split. Used by: none yet.
+    split. Used by: depth_recurrence.
     """
 
 
@@ -127,7 +128,7 @@ def skip_merge(config, num_skips):
     """Model build: return the module that joins a U-Net skip into the decoder, or None.
 
     ``forward(x, skip, weight, i) -> x``; ``weight`` is ``model.skip_weights[i]``. The default
-    is the baseline's ``x + weight * skip``. Used by: none yet.
+    is the baseline's ``x + weight * skip``. Used by: skip_gates.
     """
 
 
@@ -137,7 +138,7 @@ def build_stack(config, orders, merge):
 
     ``orders`` and ``merge`` are what ``layer_orders`` and ``skip_merge`` gave; a stack calls
     ``block.attn_out``/``block.mlp_out`` when it needs the branches separately. The default runs
-    the encoder then the decoder with U-Net skips. Used by: none yet.
+    the encoder then the decoder with U-Net skips. Used by: parallel_lanes.
     """
 
 
@@ -146,7 +147,8 @@ def on_model_built(model, config):
     """After the model is built and initialised, before optimizers exist.
 
     May re-wire modules (share them), register buffers, or record initial state.
-    Used by: weight_sharing, synaptic_scaling.
+    Used by: ln_scale, ortho_init, parallel_lanes, qat, sandwich_norm, synaptic_scaling,
+    weight_sharing.
     """
 
 
@@ -160,7 +162,7 @@ def param_role(name, param, config):
     Roles of the baseline: ``embed`` (the token embedding), ``head`` (an untied head),
     ``matrix`` (2-D block matrices: Muon) and ``scalar`` (vectors, scalars and control
     tensors: Adam). A technique routes its own small gate tensors to ``scalar`` here. Used by:
-    none yet.
+    bigram_hash, parallel_lanes, skip_gates, smear_gate, sparse_attn_gate, value_embed.
     """
 
 
@@ -170,7 +172,7 @@ def build_optimizer(role, params, config):
 
     Every param group needs an ``lr``; the step scales ``base_lr`` (set from ``lr`` when
     missing) by the schedule. The default is the baseline's: Adam for ``embed``, ``head`` and
-    ``scalar`` with their LRs, Muon for ``matrix``. Used by: none yet.
+    ``scalar`` with their LRs, Muon for ``matrix``. Used by: adamw.
     """
 
 
@@ -179,14 +181,14 @@ def muon_orthogonalize(config):
     """Optimizer build: return ``f(G, steps) -> X``, Muon's orthogonalisation of an update, or None.
 
     The default is the baseline's quintic Newton-Schulz iteration (3.4445, -4.7750, 2.0315).
-    Compiled on CUDA. Used by: none yet.
+    Compiled on CUDA. Used by: polar_express.
     """
 
 
 @hookspec
 def muon_precondition(config):
     """Optimizer build: return ``f(G) -> G`` applied to Muon's Nesterov update before it is
-    orthogonalised, or None. Used by: none yet.
+    orthogonalised, or None. Used by: muon_eqr.
     """
 
 
@@ -239,7 +241,7 @@ def on_loss(config):
     """Return a term ``f(ctx) -> scalar Tensor`` added to the training loss, or None.
 
     ``ctx`` carries ``logits`` (after the softcap), ``targets``, ``token_loss``,
-    ``model`` and ``progress``. Used by: z_loss, logit_penalty, head_diversity.
+    ``model`` and ``progress``. Used by: head_diversity, logit_penalty, z_loss.
     """
 
 
@@ -252,8 +254,8 @@ def lr_schedule(clock, config):
 
     At most one plugin fills the ``lr_schedule`` slot. The default is the challenge's
     linear warmdown over the last ``warmdown_iters`` steps, measured in wallclock.
-    Used by: cosine, cosine_min, cosine_2cycle, tidal, breathing, whale_dive,
-    circadian, cosmological, punctuated, predator_prey.
+    Used by: breathing, circadian, cosine, cosine_2cycle, cosine_min, cosmological, frontier_lr,
+    predator_prey, punctuated, tidal, whale_dive.
     """
 
 
@@ -261,8 +263,8 @@ def lr_schedule(clock, config):
 def wd_schedule(clock, config):
     """Every step: return the decoupled weight decay applied to the matrix weights (0 for none).
 
-    The default is 0 (the baseline uses no weight decay). Used by: wd_ramp, predator_prey,
-    predator_prey_wd.
+    The default is 0 (the baseline uses no weight decay). Used by: muon_wd, predator_prey,
+    predator_prey_wd, wd_ramp.
     """
 
 
@@ -270,7 +272,7 @@ def wd_schedule(clock, config):
 def after_backward(model, clock):
     """Every step, after the gradients of all micro-steps are accumulated, before the optimizer step.
 
-    Touch gradients in place. Used by: canopy (snapshots the weights), mycorrhizal, thermal_vent.
+    Touch gradients in place. Used by: canopy, ema, mycorrhizal, thermal_vent.
     """
 
 
@@ -278,8 +280,8 @@ def after_backward(model, clock):
 def on_step(model, optimizers, clock):
     """Every step, after the optimizer step: edit weights in place (``torch.no_grad`` is active).
 
-    Used by: controlled_burn, weight_perturbation, mutation_decay, synaptic_scaling,
-    canopy, head_pruning, progressive_growing.
+    Used by: canopy, controlled_burn, depth_recurrence, ema, head_pruning, mutation_decay,
+    progressive_growing, qat, swa, synaptic_scaling, weight_perturbation.
     """
 
 
@@ -295,7 +297,7 @@ def train_loader(config, rank, world_size, device):
     are passed to the model's forward and reach attention. Its optional
     ``batch_extras(x) -> dict`` gives the same extras for any batch (evaluation and
     calibration use it). The default is the baseline's ``DistributedTokenLoader``.
-    Used by: none yet.
+    Used by: doc_packing.
     """
 
 
@@ -305,7 +307,7 @@ def train_loader(config, rank, world_size, device):
 @hookspec
 def on_train_end(model, optimizers, clock):
     """Once the training loop ends, before the final evaluation, calibration and export
-    (``torch.no_grad`` is active): swap averaged weights in. Used by: none yet.
+    (``torch.no_grad`` is active): swap averaged weights in. Used by: ema, swa.
     """
 
 
@@ -317,7 +319,45 @@ def calibrate(model, batches, config):
     ``batches`` is an iterator of training batches ``(x, y, extras)`` from a fresh training
     loader: calibration never sees validation tokens. The time it takes is charged to the
     wallclock budget (``calibration_reserve_seconds`` of the cap is kept for it) and logged.
-    The statistics of every plugin are merged into one dict. Used by: none yet.
+    The statistics of every plugin are merged into one dict. Used by: gptq.
+    """
+
+
+@hookspec(firstresult=True)
+def quantize_tensor(name, tensor, group, stats, config):
+    """Export chain, once per stored float tensor (tensors sharing storage once): return a
+    :class:`golfplan.core.quant.QTensor` of the tensor's shape, or None to leave it to the next
+    plugin and finally to the default.
+
+    ``group`` is the tensor's role by the core rule (``golfplan.core.quant.tensor_group``):
+    ``attn``, ``mlp``, ``embed``, ``gate``, ``small`` or ``other``; ``stats`` is what the
+    ``calibrate`` hooks returned. ``tensor`` may be on the training device, or a meta tensor when
+    the budget estimate sizes the chain without data: then return the layout only
+    (``golfplan.core.quant.planned``). Non-float tensors are stored as they are and never reach
+    this hook. The default is the challenge's: int8 per row with an fp16 scale for tensors over
+    65,536 elements, fp16 below (control tensors fp32). Used by: gptq, gptq_lite, mixed_bits.
+    """
+
+
+@hookspec
+def export_postpass(qtensors, state_dict, stats, config):
+    """Export chain, after every tensor is stored, in plugin order: return ``{name: QTensor}``
+    replacing entries of ``qtensors``, or None.
+
+    ``qtensors`` is ``{name: QTensor}`` as the previous links left it (each pass sees the ones
+    before it); ``state_dict`` holds the unquantised tensors (meta tensors in the budget
+    estimate). Used by: lqer.
+    """
+
+
+@hookspec(firstresult=True)
+def compressor(config):
+    """Export chain, last: return a :class:`golfplan.core.codec.Packing` (codec, byte shuffle, row
+    sort, layout), or None.
+
+    The default is the challenge's ``torch.save`` + zlib level 9. A plugin's packing is written
+    in a container that records it, so the artifact's loader decodes any chain without the
+    plugins. Used by: compress.
     """
 
 
@@ -328,7 +368,11 @@ def evaluate(model, val, config, final):
     ``val`` is a :class:`golfplan.core.evaluate.ValData`. ``final`` is False for the periodic
     and pre-export evaluations, True once, for the score of the round-tripped artifact: a
     strategy that adapts weights (test-time training) must return None unless ``final``.
-    The default is the challenge's ``eval_val``.
+    Score with ``golfplan.core.evaluate.score_tokens``/``score_windows`` and add every position
+    once to a ``Tally`` (the causality probe, ``golfplan.core.causality``, reads it). ``val``
+    carries per-token bytes (the sidecar's where the data has one), ``documents()`` and
+    ``clock``: run a compile warm-up on random tokens inside ``val.clock.warmup()``.
+    The default is the challenge's ``eval_val``. Used by: sliding_window, ttt_lora, ttt_sgd.
     """
 
 
@@ -336,6 +380,8 @@ def evaluate(model, val, config, final):
 def export(state_dict, config):
     """End of run: return a :class:`golfplan.core.export.Artifact` (bytes + loader), or None.
 
-    The default is the challenge's int8 per-row quantisation + zlib level 9; the
-    round-trip BPB is measured on what the artifact's loader gives back.
+    A returned artifact replaces the whole export chain (``quantize_tensor``,
+    ``export_postpass``, ``compressor``), whose default is the challenge's int8 per-row
+    quantisation + zlib level 9; the round-trip BPB is measured on what the artifact's loader
+    gives back. Used by: none yet.
     """

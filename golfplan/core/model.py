@@ -119,12 +119,29 @@ def document_mask(segments: Tensor) -> Tensor:
     return same & causal
 
 
+try:  # flex attention (torch >= 2.5): document masks as a block-sparse kernel on CUDA (attend)
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+except ImportError:  # pragma: no cover - an older torch: masked SDPA everywhere
+    create_block_mask = flex_attention = None
+
+
 def attend(q: Tensor, k: Tensor, v: Tensor, segments: Tensor | None) -> Tensor:
-    """Causal attention; with ``segments``, also never across a document boundary (an explicit
-    mask for SDPA; the trainer enables a kernel that takes one on CUDA)."""
+    """Causal attention; with ``segments``, also never across a document boundary.
+
+    Documents on CUDA: flex attention with a block mask built from the segments (the compiled
+    model fuses it into one kernel that skips the blocks across documents) where the installed
+    torch has it, else SDPA with an explicit mask (the trainer enables a kernel that takes one).
+    On the CPU: SDPA with the explicit mask (``document_mask``)."""
     gqa = k.size(1) != q.size(1)
     if segments is None:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=True, enable_gqa=gqa)
+    if q.is_cuda and flex_attention is not None:
+        def same_document_causal(b: Tensor, h: Tensor, qi: Tensor, ki: Tensor) -> Tensor:
+            return (ki <= qi) & (segments[b, qi] == segments[b, ki])
+
+        mask = create_block_mask(same_document_causal, q.size(0), None, q.size(2), k.size(2), device=q.device)
+        # one dtype for the kernel: what SDPA's autocast would give (v is the projection's, bf16 under autocast)
+        return flex_attention(q.to(v.dtype), k.to(v.dtype), v, block_mask=mask, enable_gqa=gqa)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=document_mask(segments), enable_gqa=gqa)
 
 
@@ -373,8 +390,9 @@ class GPT(nn.Module):
         x = self.stack(self, x, x, ctx)
         return self.final_norm(x).reshape(-1, x.size(-1))
 
-    def logits(self, h: Tensor) -> Tensor:
+    def logits(self, h: Tensor, delta: Tensor | None = None) -> Tensor:
         proj = F.linear(h, self.tok_emb.weight) if self.lm_head is None else self.lm_head(h)
+        proj = proj + delta if delta is not None else proj  # a head adapter (LoRA TTT), before the softcap
         return self.logit_softcap * torch.tanh(proj / self.logit_softcap)
 
     def forward(self, input_ids: Tensor, target_ids: Tensor, segments: Tensor | None = None) -> Tensor:
@@ -394,11 +412,13 @@ class GPT(nn.Module):
             loss = loss + term(ctx)
         return loss
 
-    def token_losses(self, input_ids: Tensor, target_ids: Tensor, segments: Tensor | None = None) -> Tensor:
-        """Per-token cross-entropy (batch, seq) under the current mode, no training functions:
-        what evaluation strategies score with."""
+    def token_losses(self, input_ids: Tensor, target_ids: Tensor, segments: Tensor | None = None,
+                     head_delta: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """Per-token cross-entropy (batch, seq) under the current mode, no training functions: what
+        evaluation strategies score with. ``head_delta(h)`` adds to the head's projection (an adapter)."""
         ctx = ForwardContext(self, self.progress, input_ids, target_ids, False, segments)
-        logits = self.logits(self.hidden(input_ids, ctx))
+        h = self.hidden(input_ids, ctx)
+        logits = self.logits(h, head_delta(h) if head_delta is not None else None)
         return F.cross_entropy(logits.float(), target_ids.reshape(-1), reduction="none").view_as(target_ids)
 
 

@@ -61,6 +61,8 @@ class RunResult:
     ms_per_step: float | None = None
     train_time_s: float = 0.0
     calibration_s: float = 0.0  # charged to the training clock
+    eval_time_s: float | None = None  # the final evaluation, on the evaluation clock
+    eval_warmup_s: float | None = None  # its compile warm-up on random tokens, off the clock
     wallclock_s: float = 0.0
     tokens_per_s: float | None = None
     artifact_bytes: int | None = None  # code + compressed model

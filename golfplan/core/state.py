@@ -56,3 +56,23 @@ class ForwardContext:
         self.extras: dict[str, Any] = {}
         self.logits: torch.Tensor | None = None
         self.token_loss: torch.Tensor | None = None
+
+    def document_starts(self, bos_id: int) -> torch.Tensor:
+        """(batch, seq) bool: position t starts a document (its segment changes, or it holds the BOS
+        token when there are no segments); position 0 always does. What nothing may cross."""
+        marks = self.segments if self.segments is not None else self.input_ids
+        first = torch.ones_like(marks[:, :1], dtype=torch.bool)
+        rest = marks[:, 1:] != marks[:, :-1] if self.segments is not None else marks[:, 1:] == bos_id
+        return torch.cat([first, rest], dim=1)
+
+
+def floating_state(model: Any) -> tuple[list[str], list[torch.Tensor]]:
+    """The floating entries of ``model.state_dict(keep_vars=True)``, a shared tensor once: names and
+    the live tensors (weight averages such as EMA and SWA keep a shadow of these)."""
+    names, tensors, seen = [], [], set()
+    for name, t in model.state_dict(keep_vars=True).items():
+        if t.is_floating_point() and id(t) not in seen:
+            seen.add(id(t))
+            names.append(name)
+            tensors.append(t)
+    return names, tensors

@@ -32,6 +32,16 @@ class ByteTables:
         b += (self.has_leading_space[tgt_ids] & ~self.is_boundary[prev_ids]).to(torch.int16)
         return b
 
+    def per_token(self, tokens: Tensor, block: int = 1 << 22) -> Tensor:
+        """int16 byte counts aligned with ``tokens``: entry i is what token i adds as a target after
+        token i-1 (entry 0, which nothing predicts, is 0). ValData's default byte counts."""
+        out = torch.zeros(tokens.numel(), dtype=torch.int16)
+        tables = self.to(torch.device("cpu"))
+        for a in range(1, tokens.numel(), block):
+            b = min(a + block, tokens.numel())
+            out[a:b] = tables.count(tokens[a - 1 : b - 1].long(), tokens[a:b].long())
+        return out
+
 
 def load_tokenizer(path: str | Path):
     import sentencepiece as spm
@@ -65,6 +75,34 @@ def build_byte_tables(sp, vocab_size: int) -> ByteTables:
             piece = piece[1:]
         base[tid] = len(piece.encode("utf-8"))
     return ByteTables(torch.from_numpy(base), torch.from_numpy(lead), torch.from_numpy(boundary))
+
+
+def piece_surfaces(sp, ids: list[int]) -> list[str]:
+    """The text each token of ``ids`` stands for, in order (their concatenation is the decoded text):
+    a piece's string with ``▁`` as a space; a run of byte-fallback pieces gives each character to
+    the piece of its first byte and "" to the others. What a byte sidecar is computed from (the
+    record used SentencePiece's protobuf surfaces, which need the protobuf package)."""
+    out: list[str] = []
+    pending = bytearray()
+
+    def flush() -> None:
+        i = 0
+        while i < len(pending):
+            lead = pending[i]
+            n = 1 if lead < 0x80 else 2 if lead >> 5 == 0b110 else 3 if lead >> 4 == 0b1110 else 4
+            out.append(bytes(pending[i : i + n]).decode("utf-8", errors="replace"))
+            out.extend([""] * (min(n, len(pending) - i) - 1))
+            i += n
+        pending.clear()
+
+    for i in ids:
+        if sp.is_byte(i):
+            pending.append(int(sp.id_to_piece(i)[3:5], 16))
+            continue
+        flush()
+        out.append("" if sp.is_control(i) else sp.id_to_piece(i).replace("\u2581", " "))
+    flush()
+    return out
 
 
 def check_vocab(sp, vocab_size: int, path: str | Path) -> None:

@@ -30,11 +30,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from golfplan.core import corpus
 from golfplan.core.config import Config
-from golfplan.core.data import DistributedTokenLoader, load_validation_tokens
+from golfplan.core.data import DistributedTokenLoader, load_validation_bytes, load_validation_tokens
 from golfplan.core.errors import GolfplanError, PluginError
-from golfplan.core.evaluate import ValData, eval_val
-from golfplan.core.export import Artifact, code_bytes, export_artifact
-from golfplan.core.hooks import Hooks, apply_configure, build_model, resolve
+from golfplan.core.evaluate import EvalClock, ValData, eval_val
+from golfplan.core.export import Artifact, export_artifact
+from golfplan.core.hooks import Hooks, apply_configure, build_model, collect, resolve
 from golfplan.core.model import CastedLinear, count_parameters, restore_low_dim_params_to_fp32
 from golfplan.core.optim import build_optimizers
 from golfplan.core.result import RunFailed, RunPruned, RunResult, exception_kind, exception_reason
@@ -63,15 +63,6 @@ def resolve_data(config: Config, master: bool, log: Callable[[str], None]) -> Co
         dist.barrier()
     return config.replace(data_path=str(corpus.dataset_dir(config.vocab_size)),
                           tokenizer_path=str(corpus.tokenizer_path(config.vocab_size)))
-
-
-def plugin_files(techniques: Sequence[Technique]) -> list[str]:
-    files = []
-    for t in techniques:
-        mod = sys.modules.get(type(t).__module__)
-        if mod is not None and getattr(mod, "__file__", None):
-            files.append(mod.__file__)
-    return files
 
 
 def train(
@@ -194,8 +185,10 @@ class Run:
         val_tokens = load_validation_tokens(c.data_path, c.train_seq_len, c.val_max_tokens)
         check_tokens_match(sp, val_tokens, c.tokenizer_path)
         self.val = ValData(val_tokens, tables.to(device), c.train_seq_len, c.val_batch_size, self.grad_accum,
-                           d.rank, d.world_size, device, autocast=self.bf16 and device.type == "cuda")
-        val_bytes = float(tables.count(val_tokens[:-1].long(), val_tokens[1:].long()).double().sum())
+                           d.rank, d.world_size, device, autocast=self.bf16 and device.type == "cuda",
+                           byte_counts=load_validation_bytes(c.data_path, val_tokens.numel()), bos_id=c.bos_id,
+                           clock=EvalClock(c.max_eval_seconds, device))
+        val_bytes = float(self.val.byte_counts[1:].double().sum())  # the sidecar's original bytes where given
         self.result.untrained_val_bpb = math.log2(c.vocab_size) * (val_tokens.numel() - 1) / val_bytes
         self.train_loader = self._make_loader()
         self.val.extras = getattr(self.train_loader, "batch_extras", None)
@@ -248,10 +241,12 @@ class Run:
     # ---- evaluation ------------------------------------------------------------------------
     def evaluate(self, final: bool = False) -> tuple[float, float]:
         """The evaluation strategy (``evaluate`` hook) or the challenge's ``eval_val``. Only the score
-        of the round-tripped artifact is ``final``: a strategy that adapts weights acts only there."""
-        out = self.hooks.pm.hook.evaluate(model=self.base if not self.d.enabled else self.model, val=self.val,
-                                          config=self.config, final=final)
-        return out if out is not None else eval_val(self.model, self.val)
+        of the round-tripped artifact is ``final``: a strategy that adapts weights acts only there.
+        The final one runs on the evaluation clock (``self.val.clock``)."""
+        with self.val.clock.measure(final):
+            out = self.hooks.pm.hook.evaluate(model=self.base if not self.d.enabled else self.model, val=self.val,
+                                              config=self.config, final=final)
+            return out if out is not None else eval_val(self.model, self.val)
 
     def _validate(self, step: int, train_ms: float, final: bool) -> None:
         c = self.config
@@ -368,8 +363,8 @@ class Run:
         stats: dict[str, Any] = {}
         was_training = self.base.training
         self.base.eval()
-        for out in calibrate(model=self.base, batches=batches(), config=self.config):
-            stats.update(out or {})
+        for out in collect(calibrate, model=self.base, batches=batches(), config=self.config):
+            stats.update(out)
         self.base.train(was_training)
         sync(self.device)
         r = self.result
@@ -410,7 +405,9 @@ class Run:
         stats = self._calibrate()
         artifact: Artifact = export_artifact(self.hooks, self.base.state_dict(), stats, c)
         r.model_bytes = len(artifact.blob)
-        r.code_bytes = code_bytes(plugin_files(self.hooks.techniques))
+        from golfplan.core.pack import code_size  # the packed train_gpt.py's length (golfplan export writes it)
+
+        r.code_bytes = code_size(c, self.hooks.techniques)
         r.artifact_bytes = r.model_bytes + r.code_bytes
         if self.run_path and d.master:
             (self.run_path / f"final_model.{artifact.format}.ptz").write_bytes(artifact.blob)
@@ -423,14 +420,12 @@ class Run:
             dist.barrier()
         restored = artifact.load(artifact.blob)
         self.base.load_state_dict({k: v.to(device) for k, v in restored.items()}, strict=True)
-        sync(device)
-        t_q = time.perf_counter()
         q_loss, q_bpb = self.evaluate(final=True)
-        sync(device)
-        log(f"final_int8_zlib_roundtrip val_loss:{q_loss:.4f} val_bpb:{q_bpb:.4f} "
-            f"eval_time:{1000.0 * (time.perf_counter() - t_q):.0f}ms")
+        log(f"final_int8_zlib_roundtrip val_loss:{q_loss:.4f} val_bpb:{q_bpb:.4f} {self.val.clock.report()}")
+        self.val.clock.log_to(log)
         log(f"final_int8_zlib_roundtrip_exact val_loss:{q_loss:.8f} val_bpb:{q_bpb:.8f}")
         r.val_loss, r.val_bpb = q_loss, q_bpb
+        r.eval_time_s, r.eval_warmup_s = round(self.val.clock.eval_s, 3), round(self.val.clock.warmup_s, 3)
         if not math.isfinite(q_bpb):
             raise RunFailed("nan", f"round-trip val_bpb is {q_bpb}")
         if q_bpb >= r.untrained_val_bpb:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from golfplan.core.hooks import build_model, forward_fns, resolve
 from golfplan.core.model import GPT, CausalSelfAttention
+from golfplan.core.state import ForwardContext
 from golfplan.plugins.embed_mixup import EmbedMixup
 from golfplan.plugins.head_diversity import HeadDiversity, head_similarity
 from golfplan.plugins.label_smoothing import LabelSmoothing
@@ -66,7 +67,7 @@ def test_loss_terms_are_added_to_the_training_loss_only():
         loss = model(x, y)
         model.eval()
         plain = model(x, y)
-        ctx = SimpleNamespace(model=model, progress=model.progress, training=True)
+        ctx = ForwardContext(model, model.progress, x, y, training=True)
         logits = model.logits(model.hidden(x, ctx))
     expected = plain + 1e-2 * torch.logsumexp(logits, -1).square().mean() + 1e-3 * logits.square().mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)

@@ -450,11 +450,16 @@ def test_the_first_estimate_of_a_step_capped_study_does_not_block_a_small_budget
     assert capped.estimate_next_s() == pytest.approx(10.0 * 1.3 + 30.0)
 
 
-def test_plan_with_half_an_hour_runs_every_phase(tmp_path, sim_file):
-    out = run(["plan", "--plugins", "tidal,parallel", "--repeats", "2", "--profile", "cpu", "--budget-hours", "0.5",
-               "--runner", f"{sim_file}:run", "--checks", "none", "--tune-trials", "3", "--study", "h",
-               "--storage", f"sqlite:///{tmp_path / 'h.db'}", "--no-report", "--quiet"], tmp_path)
+@pytest.mark.parametrize("strategy, said, studies", [
+    ("stack-tune", "chosen: parallel + tidal", {"h.plan"}),
+    ("waves", "final stack: parallel + tidal", {"h.ablate", "h.stack", "h.tune"}),
+])
+def test_plan_with_half_an_hour_runs_every_phase(tmp_path, sim_file, strategy, said, studies):
+    out = run(["plan", "--strategy", strategy, "--plugins", "tidal,parallel", "--repeats", "2", "--profile", "cpu",
+               "--budget-hours", "0.5", "--runner", f"{sim_file}:run", "--checks", "none", "--tune-trials", "3",
+               "--study", "h", "--storage", f"sqlite:///{tmp_path / 'h.db'}", "--no-report", "--quiet"], tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "budget ran out" not in out.stdout and "final stack: parallel" in out.stdout
+    assert "budget ran out" not in out.stdout
+    assert said in out.stdout, out.stdout
     names = {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'h.db'}")}
-    assert names == {"h.ablate", "h.stack", "h.tune"}
+    assert names == studies

@@ -97,24 +97,28 @@ def test_the_8xh100_static_check_passes(registry):
     assert report.ok, report.reason
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="golfplan.core.sizing has one brotli figure (0.447, one stream, from the "
-                   "record's own bytes plus the ~280 KB its README gives brotli over pergroup) and no figure for "
-                   "the grouped layout with row sort the record fits with; with golfplan's packed code (~56 KB, "
-                   "the record's 32 KB) the estimate is ~16.2 MB. Remove this marker when sizing credits it.")
-def test_the_8xh100_artifact_estimate_fits_16mb(registry):
-    """The check's budget stage on the record's configuration (meta build, no training)."""
-    from golfplan.check.stages import _budget
-    from golfplan.check.trace import CheckFailed
+def test_the_8xh100_budget_warns_on_its_borrowed_ratio_and_would_fail_on_a_measured_one(registry, monkeypatch):
+    """The check's budget stage on the record's configuration (meta build, no training). Its chain
+    (grouped layout, row sort, brotli) has no measured ratio of its own: the nearest, one brotli-11
+    stream of the record's codes, puts it ~1.3 % over 16 MB (the record fit, at 15,897,259 B, with
+    pergroup + lrzip). Within the borrowed ratio's margin that is a warning, not a refusal; the same
+    estimate on a ratio measured for this very chain fails."""
+    from golfplan.check import stages
+    from golfplan.core import sizing
 
-    _, config = configured(frontier("8xh100"), registry)
-    report = run_checks(frontier("8xh100"), registry, only_static=True)
-    state = {"config": config, "techniques": registry.instantiate(frontier("8xh100").plugins)}
-    try:
-        status, message, _ = _budget(state, report)
-    except CheckFailed as e:
-        status, message = "fail", str(e)
-    assert report.estimate["params"] == RECORD_PARAMS
-    assert status == "pass", message
+    spec = frontier("8xh100")
+    _, config = configured(spec, registry)
+    state = {"config": config, "techniques": registry.instantiate(spec.plugins)}
+    report = run_checks(spec, registry, only_static=True)
+    status, message, _ = stages._budget(state, report)
+    e = report.estimate
+    assert e["params"] == RECORD_PARAMS and not e["ratio_exact"] and "grouped layout" in e["ratio_source"]
+    assert 1.0 < e["artifact_bytes"] / e["limit_bytes"] < 1 + stages.BORROWED_RATIO_MARGIN
+    assert status == "warn" and "ratio measured for another chain" in message and "--legal" in message
+    exact = sizing.Figure("brotli", 6, "sd", 0.447, "as if measured on this chain", layout="grouped")
+    monkeypatch.setattr(sizing, "MEASURED", (*sizing.MEASURED, exact))
+    with pytest.raises(stages.CheckFailed, match="over the artifact limit"):
+        stages._budget(state, report)
 
 
 @pytest.mark.slow
@@ -129,7 +133,7 @@ def test_golfplan_check_on_8xh100_runs_every_stage():
     assert list(stages) == ["static", "trace", "declarations", "smoke", "budget"], out.stdout
     for name in ("static", "trace", "declarations", "smoke"):
         assert stages[name]["status"] == "pass", stages[name]["message"]
-    # the budget's verdict: test_the_8xh100_artifact_estimate_fits_16mb
+    assert out.returncode == 0 and stages["budget"]["status"] == "warn"  # test_the_8xh100_budget_warns_...
     assert report["estimate"]["params"] == RECORD_PARAMS and f"{RECORD_PARAMS:,} params" in stages["budget"]["message"]
 
 

@@ -31,6 +31,12 @@ from golfplan.core.errors import GolfplanError
 from golfplan.core.profiles import world_size as profile_world_size
 
 WARN_FRACTION = 0.95  # artifact estimate above 95 % of the limit: a warning
+# An estimate whose ratio was measured on another chain (golfplan.core.sizing: codec, code width,
+# scale rule or layout differ) is uncertain by at least what layouts alone change: the record's
+# pergroup layout saved 1.7 % over one brotli-11 stream of the same codes (~280 KB of 16.1 MB). Over
+# the limit by less than this margin on a borrowed ratio is a warning (the run measures the real
+# bytes and `golfplan check --legal RUN_DIR` rules on them), by more a failure.
+BORROWED_RATIO_MARGIN = 0.03
 BASELINE_PARAMS = 17_059_912  # the profiles' ms/step figures are for the baseline model
 
 # The budget's compressed size is the chain's exact payload times a ratio measured on trained
@@ -220,7 +226,8 @@ def _budget(state: dict, report: CheckReport) -> tuple[str, str, str | None]:
         steps = min(config.iterations, int(1000.0 * config.max_wallclock_seconds / ms))
     limit = config.artifact_limit_bytes
     report.estimate = {"params": params, "payload_bytes": est.payload_bytes, "model_bytes": est.model_bytes,
-                       "ratio": est.ratio, "ratio_source": est.ratio_source, "format": est.format,
+                       "ratio": est.ratio, "ratio_source": est.ratio_source, "ratio_exact": est.exact,
+                       "format": est.format,
                        "code_bytes": code, "artifact_bytes": artifact, "upper_bound_bytes": upper,
                        "limit_bytes": limit, "ms_per_step": round(ms, 1) or None, "steps": steps}
     if step_capped(config):
@@ -233,7 +240,12 @@ def _budget(state: dict, report: CheckReport) -> tuple[str, str, str | None]:
     msg = (f"{params:,} params; artifact ~{artifact:,} bytes ({est.format} payload {est.payload_bytes:,} x "
            f"measured ratio {est.ratio} + code {code:,}) of {limit:,}; {step_note}")
     if artifact > limit:
-        raise CheckFailed(f"over the artifact limit: {msg}")
+        over = artifact / limit - 1
+        if est.exact or over > BORROWED_RATIO_MARGIN:
+            raise CheckFailed(f"over the artifact limit: {msg}")
+        return ("warn", f"over the limit by {over:.1%} on a ratio measured for another chain ({est.ratio_source}), "
+                        f"within its {BORROWED_RATIO_MARGIN:.0%} uncertainty: {msg}; the run's measured bytes decide "
+                        f"(golfplan check --legal RUN_DIR)", None)
     if upper > limit:
         saving = 1 - (limit - code) / est.payload_bytes
         return ("warn", f"{msg}; fits only if compression saves >= {saving:.0%} of the payload "

@@ -26,6 +26,7 @@ class Figure:
     rule: str
     ratio: float
     source: str
+    layout: str = "single"  # the serialised layout it was measured on (golfplan.core.codec.Packing)
 
 
 # Measured on full-size trained models (8xH100, 600 s); each source says where. Compressed model
@@ -45,15 +46,17 @@ MEASURED = (
 )
 
 
-def measured_ratio(codec: str, bits: int, rule: str) -> tuple[float, str]:
-    """The measured figure for a chain's codec, dominant code width and scale rule; the closest one
-    (same scale rule first, then width, then codec) when none matches, saying so."""
+def measured_ratio(codec: str, bits: int, rule: str, layout: str = "single") -> tuple[float, str, bool]:
+    """The measured figure for a chain's codec, dominant code width, scale rule and layout, and
+    whether it was measured on exactly that chain; the closest one (same scale rule first, then
+    width, then codec, then layout) when none matches, saying so."""
     if bits == 0:
-        return 1.0, "no integer codes: float payloads barely compress, 1.0 assumed"
-    best = min(MEASURED, key=lambda f: (f.rule != rule, abs(f.bits - bits), f.codec != codec))
-    if (best.codec, best.bits, best.rule) == (codec, bits, rule):
-        return best.ratio, best.source
-    return best.ratio, f"no figure for {codec} int{bits} ({rule} scales); nearest: {best.source}"
+        return 1.0, "no integer codes: float payloads barely compress, 1.0 assumed", True
+    best = min(MEASURED, key=lambda f: (f.rule != rule, abs(f.bits - bits), f.codec != codec, f.layout != layout))
+    if (best.codec, best.bits, best.rule, best.layout) == (codec, bits, rule, layout):
+        return best.ratio, best.source, True
+    what = f"{codec} int{bits} ({rule} scales{', ' + layout + ' layout' if layout != 'single' else ''})"
+    return best.ratio, f"no figure for {what}; nearest: {best.source}", False
 
 
 @dataclass
@@ -66,6 +69,7 @@ class ArtifactEstimate:
     model_bytes: int
     format: str
     chain: list[str]
+    exact: bool = True  # False: the ratio was measured on another chain (codec, width, rule or layout)
 
     def describe(self) -> str:
         return (f"{self.format} payload {self.payload_bytes:,} x {self.ratio} = ~{self.model_bytes:,} model bytes "
@@ -83,5 +87,5 @@ def estimate_artifact(hooks: Any, state_dict: dict[str, Tensor], config: Any) ->
         if q.kind == "int":
             weight[(q.bits, q.rule)] = weight.get((q.bits, q.rule), 0) + q.data.numel()
     bits, rule = max(weight, key=weight.get) if weight else (0, "")
-    ratio, source = measured_ratio(chain.packing.codec, bits, rule)
-    return ArtifactEstimate(payload, ratio, source, int(payload * ratio), chain.format(), chain.describe())
+    ratio, source, exact = measured_ratio(chain.packing.codec, bits, rule, chain.packing.layout)
+    return ArtifactEstimate(payload, ratio, source, int(payload * ratio), chain.format(), chain.describe(), exact)

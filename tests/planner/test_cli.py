@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,7 +45,9 @@ def test_a_real_study_of_a_few_trials_completes_with_its_report(tmp_path):
                "--report-dir", str(tmp_path / "rep"), *tiny_args()], tmp_path)
     assert out.returncode == 0, out.stderr + out.stdout
     assert "[3/3]" in out.stdout, out.stdout
-    assert "| # | Experiment | Description | BPB | ms/step vs baseline | Steps | Delta | Status |" in out.stdout
+    # a 2 s cap: the speed column appears when some run reached its step count first (a fast machine)
+    assert re.search(r"\| # \| Experiment \| Description \| BPB \|( ms/step vs baseline \|)? Steps \| Delta \| Status \|",
+                     out.stdout), out.stdout
     trials = optuna.load_study(study_name="real", storage=f"sqlite:///{tmp_path / 'g.db'}").get_trials()
     assert len(trials) == 3 and all(t.state in (S.COMPLETE, S.PRUNED) for t in trials)
     md = (tmp_path / "rep" / "real.md").read_text()

@@ -8,8 +8,10 @@ Plugin code runs in the check, so the check of a configuration is protected as a
   death with the planner and crash/OOM classification as the run, at no extra process start;
 * with a custom runner, ``python -m golfplan check --spec spec.json --json`` runs as a protected
   child (:mod:`golfplan.planner.procs`) before the runs;
-* ``checks: static`` runs the static stage in the planner's process (it trains nothing), with any
-  exception a plugin raises caught as a refusal.
+* ``checks: static`` (and the screening below) runs the static stage in the planner's process (it
+  trains nothing) on a watchdog thread: an exception a plugin raises is a refusal, and so is a
+  plugin whose constructor or ``configure`` has not returned after ``STATIC_LIMIT_S`` (the thread
+  is left behind as a daemon; the study goes on without it).
 
 A check that fails, crashes, hangs or runs out of memory refuses that configuration with the
 reason (the failure kind and the last error line); the study goes on. A passed check is stored in
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,14 +49,32 @@ def crashed_report(stage: str, e: BaseException) -> Any:
                                     + (f": {first}" if first else ""))])
 
 
-def static_check(spec: Any, registry: Any, world_size: int | None = None) -> Any:
-    """The static stage in this process; any exception of plugin code is a failed check."""
-    from golfplan.check import run_checks
+STATIC_LIMIT_S = 60.0  # the static stage takes well under a second; a plugin stuck in it is refused
 
-    try:
-        return run_checks(spec, registry, world_size=world_size, only_static=True)
-    except Exception as e:  # noqa: BLE001 - a plugin's bug refuses its configuration, never the study
-        return crashed_report("static", e)
+
+def static_check(spec: Any, registry: Any, world_size: int | None = None) -> Any:
+    """The static stage in this process, on a watchdog thread: any exception of plugin code, or
+    plugin code that does not return within ``STATIC_LIMIT_S``, is a failed check."""
+    from golfplan.check import CheckReport, CheckResult, run_checks
+
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["report"] = run_checks(spec, registry, world_size=world_size, only_static=True)
+        except Exception as e:  # noqa: BLE001 - a plugin's bug refuses its configuration, never the study
+            box["error"] = e
+
+    limit = STATIC_LIMIT_S
+    thread = threading.Thread(target=work, name="golfplan-static-check", daemon=True)
+    thread.start()
+    thread.join(limit)
+    if thread.is_alive():
+        return CheckReport([CheckResult("static", "fail", limit, f"plugin code did not return within {limit:g}s "
+                                        "(a constructor or configure that hangs)")])
+    if "error" in box:
+        return crashed_report("static", box["error"])
+    return box["report"]
 
 
 def record(report: dict[str, Any], seconds: float | None = None, **extra: Any) -> dict[str, Any]:

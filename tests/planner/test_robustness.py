@@ -185,6 +185,25 @@ def test_screening_catches_a_plugin_that_raises_and_the_study_goes_on(make_plann
     assert p.run().stopped == "done" and len(p.finished()) == 3
 
 
+def test_a_plugin_that_hangs_in_the_static_stage_is_refused_and_the_study_goes_on(make_planner, misbehaving,
+                                                                                  monkeypatch):
+    """Screening and `checks: static` run plugin code in the planner's process: on a watchdog."""
+    from golfplan.planner import checks
+
+    monkeypatch.setattr(checks, "STATIC_LIMIT_S", 1.0)
+    tune = make_planner(make_def(mode="tune", plugins={"frozen": {}, "tidal": {}}, trials=3, checks="static",
+                                 plugin_path=[misbehaving]), Sim())
+    assert "did not return within 1s" in tune.screened["frozen"]
+    assert tune.run().stopped == "done" and len(tune.finished()) == 3
+    sim = Sim()
+    ablate = make_planner(make_def("x", mode="experiments", checks="static", plugin_path=[misbehaving],
+                                   experiments=[Experiment("F", "frozen", plugins={"frozen": {}})]), sim)
+    assert ablate.run().stopped == "done"
+    frozen = by_label(ablate.study)["frozen"].user_attrs
+    assert frozen["status"] == "refused" and "did not return within 1s" in frozen["reason"]
+    assert [j.label for j in sim.calls] == ["baseline"]
+
+
 # ---- parameters: ordered ones are sampled valid; a rejected combination refuses one configuration ------
 
 

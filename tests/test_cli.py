@@ -66,13 +66,23 @@ def test_run_prints_the_summary_and_json(dataset, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     result = json.loads(p.stdout)  # --json: standard output holds the JSON and nothing else
     assert result["status"] == "complete" and result["val_bpb"] < result["untrained_val_bpb"]
-    assert result["capped_by"] == "steps" and result["threads"] >= 1
+    assert result["capped_by"] == "steps" and result["threads"] >= 1 and result["artifact_format"] == "int8_zlib"
     assert (tmp_path / "r1" / "result.json").is_file()
     events = [json.loads(line) for line in (tmp_path / "r1" / "events.jsonl").read_text().splitlines()]
     assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "result"
     assert [e for e in events if e["event"] == "val"][-1]["final"] is True
     # a CPU run is its own smoke test: the preflight skips that stage
     assert "preflight" in p.stderr and "skip smoke" in p.stderr and "step:" in p.stderr
+
+
+def test_the_summary_names_the_round_trip_of_the_runs_own_chain(capsys):
+    from golfplan.cli.run import print_summary
+    from golfplan.core.result import RunResult
+
+    r = RunResult(val_loss=4.5, val_bpb=2.4, untrained_val_bpb=3.6, steps=40, ms_per_step=800.0,
+                  artifact_format="int6-int7_brotli", artifact_bytes=450_000, model_bytes=394_000, code_bytes=56_000)
+    print_summary(r)
+    assert "(after the int6-int7+brotli round trip)" in capsys.readouterr().out
 
 
 def test_plugins_table_and_show():

@@ -79,7 +79,8 @@ def print_summary(r) -> None:
         print(f"status:            {r.status}: {r.reason}")
     else:
         print("status:            complete")
-        print(f"val_loss:          {r.val_loss:.4f}   (after the int8+zlib round trip)")
+        fmt = (r.artifact_format or "int8_zlib").replace("_", "+")
+        print(f"val_loss:          {r.val_loss:.4f}   (after the {fmt} round trip)")
         print(f"val_bpb:           {r.val_bpb:.4f}   (untrained model: {r.untrained_val_bpb:.4f})")
     capped = f", capped by {r.capped_by}" if r.capped_by else ""
     threads = f", {r.threads} CPU thread(s)" if r.threads else ""

@@ -67,6 +67,7 @@ class RunResult:
     tokens_per_s: float | None = None
     artifact_bytes: int | None = None  # code + compressed model
     model_bytes: int | None = None
+    artifact_format: str = ""  # the export chain's format (int8_zlib: the challenge's)
     code_bytes: int | None = None
     params: int | None = None
     peak_memory_mib: float | None = None

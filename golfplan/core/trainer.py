@@ -405,6 +405,7 @@ class Run:
         stats = self._calibrate()
         artifact: Artifact = export_artifact(self.hooks, self.base.state_dict(), stats, c)
         r.model_bytes = len(artifact.blob)
+        r.artifact_format = artifact.format
         from golfplan.core.pack import code_size  # the packed train_gpt.py's length (golfplan export writes it)
 
         r.code_bytes = code_size(c, self.hooks.techniques)

@@ -213,3 +213,26 @@ def planned(t: Tensor, bits: int, rule: str, method: str, group_size: int = 0) -
     return QTensor("int", torch.empty(t.shape, dtype=torch.int8, device="meta"),
                    torch.empty(n_scales, dtype=torch.float16, device="meta"), bits=bits, group_size=group_size,
                    rule=rule, dtype=str(t.dtype).removeprefix("torch."), method=method)
+
+
+# ---- the record's per-group layout (its mixed-width quantizers: mixed_bits, gptq) ---------------
+
+RECORD_OTHER_K = 12.85  # the 1.0611 record's matrix_clip_sigmas: matrices outside attention/MLP/embedding
+
+
+def group_width(p: Any, group: str) -> tuple[int, float]:
+    """(bits, SDClip k) of a matrix group under a quantizer's ``attn_/mlp_/embed_`` ``bits`` and ``k``
+    params; any other matrix takes attention's width and the record's k."""
+    return {"attn": (p.attn_bits, p.attn_k), "mlp": (p.mlp_bits, p.mlp_k),
+            "embed": (p.embed_bits, p.embed_k)}.get(group, (p.attn_bits, RECORD_OTHER_K))
+
+
+def fixed_group(t: Tensor, group: str) -> QTensor | None:
+    """What the record stores whatever the widths: fp16 for small tensors and for the non-matrix
+    tensors of the matrix groups, int8 absmax rows for gates (planned only, for meta tensors);
+    None for a matrix the quantizer codes at its group's width."""
+    if group == "small" or (group in ("attn", "mlp", "embed", "other") and t.ndim != 2):
+        return planned(t, 16, "", "fp16") if t.is_meta else as_float16(t, "fp16")
+    if group == "gate":
+        return planned(t, 8, "max", "int8 gate rows") if t.is_meta else absmax_rows(t, 8, "int8 gate rows")
+    return None

@@ -34,8 +34,8 @@ from torch import nn
 
 from golfplan.core.quant import (
     QTensor,
-    absmax_rows,
-    as_float16,
+    fixed_group,
+    group_width,
     int_rows,
     max_code,
     planned,
@@ -44,7 +44,6 @@ from golfplan.core.quant import (
 from golfplan.core.technique import Bool, Choice, Float, Int, Technique, hookimpl
 
 BITS = (4, 5, 6, 7, 8)
-OTHER_K = 12.85  # the record's matrix_clip_sigmas
 HESSIAN = "hessian:{}"  # stats key of a weight's Hessian
 
 
@@ -149,12 +148,10 @@ class GPTQ(Technique):
 
     @hookimpl
     def quantize_tensor(self, name, tensor, group, stats, config):
-        if group == "small" or (group in ("attn", "mlp", "embed", "other") and tensor.ndim != 2):
-            return planned(tensor, 16, "", "fp16") if tensor.is_meta else as_float16(tensor, "fp16")
-        if group == "gate":
-            return planned(tensor, 8, "max", "int8 gate rows") if tensor.is_meta else absmax_rows(tensor, 8, "int8 gate rows")
-        bits, k = {"attn": (self.p.attn_bits, self.p.attn_k), "mlp": (self.p.mlp_bits, self.p.mlp_k),
-                   "embed": (self.p.embed_bits, self.p.embed_k)}.get(group, (self.p.attn_bits, OTHER_K))
+        fixed = fixed_group(tensor, group)
+        if fixed is not None:
+            return fixed
+        bits, k = group_width(self.p, group)
         if tensor.is_meta:
             return planned(tensor, bits, "sd", f"gptq int{bits} sdclip k={k:g}")
         scale = sd_scale(tensor, k, bits)

@@ -23,8 +23,9 @@ record's passthrough is fp16 for every float tensor of at most 65,536 elements).
 from __future__ import annotations
 
 from golfplan.core.quant import (
-    absmax_rows,
     as_float16,
+    fixed_group,
+    group_width,
     int_rows,
     planned,
     rowmax_scale,
@@ -33,13 +34,6 @@ from golfplan.core.quant import (
 from golfplan.core.technique import Choice, Float, Technique, hookimpl
 
 BITS = (4, 5, 6, 7, 8, 16)
-OTHER_K = 12.85  # the record's matrix_clip_sigmas, for matrices outside attention/MLP/embedding
-
-
-def widths(p, group: str) -> tuple[int, float] | None:
-    """(bits, k) of a matrix group under params ``p``, None for groups a quantizer leaves alone."""
-    return {"attn": (p.attn_bits, p.attn_k), "mlp": (p.mlp_bits, p.mlp_k), "embed": (p.embed_bits, p.embed_k),
-            "other": (p.attn_bits, OTHER_K)}.get(group)
 
 
 class MixedBits(Technique):
@@ -62,11 +56,10 @@ class MixedBits(Technique):
 
     @hookimpl
     def quantize_tensor(self, name, tensor, group, stats, config):
-        if group == "small" or (group in ("attn", "mlp", "embed", "other") and tensor.ndim != 2):
-            return planned(tensor, 16, "", "fp16") if tensor.is_meta else as_float16(tensor, "fp16")
-        if group == "gate":
-            return planned(tensor, 8, "max", "int8 gate rows") if tensor.is_meta else absmax_rows(tensor, 8, "int8 gate rows")
-        bits, k = widths(self.p, group)
+        fixed = fixed_group(tensor, group)
+        if fixed is not None:
+            return fixed
+        bits, k = group_width(self.p, group)
         rule = "sd" if self.p.rule == "sdclip" else "max"
         method = f"rtn int{bits} " + (f"sdclip k={k:g}" if rule == "sd" else "rowmax") if bits < 16 else "fp16"
         if tensor.is_meta:

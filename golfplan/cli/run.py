@@ -13,6 +13,9 @@ from pathlib import Path
 from golfplan.cli.options import EXIT_FAILED, EXIT_OK, add_spec_options, positive_int, registry_for, spec_from_args
 
 
+VERDICT_IN_RESULT = "GOLFPLAN_VERDICT_IN_RESULT"  # set for the workers launch_torchrun starts
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train one model, as the challenge's train_gpt.py does",
                        description="Train one model. Prints val_loss, val_bpb (after the artifact round trip), "
@@ -59,18 +62,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     techniques = registry.instantiate(spec.plugins)
     result = train(spec.config, techniques, run_dir=run_dir, explicit=spec.explicit,
                    stream=sys.stderr if args.json else None)
+    code = EXIT_OK if result.status == "complete" else EXIT_FAILED
+    if rank0:
+        if args.json:
+            print(result.to_json())
+        else:
+            print_summary(result)
     if env is not None:
-        import torch.distributed as dist
+        from golfplan.core.runtime import leave_distributed
 
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    if not rank0:
-        return EXIT_OK if result.status == "complete" else EXIT_FAILED
-    if args.json:
-        print(result.to_json())
-    else:
-        print_summary(result)
-    return EXIT_OK if result.status == "complete" else EXIT_FAILED
+        # Under our own launcher a finished run's verdict travels in result.json (read by
+        # launch_torchrun), so torchrun does not report a failed verdict as a crashed job.
+        leave_distributed(EXIT_OK if os.environ.get(VERDICT_IN_RESULT) else code)
+    return code
 
 
 def print_summary(r) -> None:
@@ -106,5 +110,12 @@ def launch_torchrun(args: argparse.Namespace, run_dir: Path) -> int:
         cleaned.append(a)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
            "-m", "golfplan", *cleaned, "--no-check"]
-    env = dict(os.environ, GOLFPLAN_RUN_NAME=run_dir.name)
-    return subprocess.call(cmd, env=env)
+    env = dict(os.environ, GOLFPLAN_RUN_NAME=run_dir.name, **{VERDICT_IN_RESULT: "1"})
+    if subprocess.call(cmd, env=env) != 0:
+        return EXIT_FAILED  # a worker crashed: torchrun has said which and how
+    try:
+        status = json.loads((run_dir / "result.json").read_text())["status"]
+    except (OSError, ValueError, KeyError):
+        print(f"error: the workers ended without writing {run_dir / 'result.json'}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK if status == "complete" else EXIT_FAILED

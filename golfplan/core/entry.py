@@ -27,7 +27,7 @@ def run_packed(baked: str, path: str) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the ``golfplan`` command does
     data = json.loads(baked)
     from golfplan.core.config import Config
-    from golfplan.core.runtime import is_rank0
+    from golfplan.core.runtime import is_rank0, leave_distributed, torchrun_env
     from golfplan.core.trainer import train
 
     config = pack.default_data(Config(**data["config"]).replace(**pack.env_overrides()))
@@ -44,10 +44,9 @@ def run_packed(baked: str, path: str) -> int:
 
     # configure=False: the baked config is the one the plugins' ``configure`` hooks already made
     result = train(config, techniques, run_dir=Path("."), configure=False, log=log)
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        dist.destroy_process_group()
     if result.status != "complete" and is_rank0():
         print(f"run {result.status}: {result.reason}", file=sys.stderr)
-    return 0 if result.status == "complete" else 1
+    code = 0 if result.status == "complete" else 1
+    if torchrun_env() is not None:
+        leave_distributed(code)
+    return code

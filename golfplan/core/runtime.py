@@ -14,7 +14,9 @@ recorded with it).
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -57,6 +59,30 @@ def init_distributed(device_pref: str) -> Dist:
             torch.cuda.set_device(d.local_rank)
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return d
+
+
+def leave_distributed(code: int) -> NoReturn:
+    """End a torchrun worker: tear the process group down and exit with ``code``.
+
+    The worker leaves with ``os._exit`` once its output is flushed, skipping interpreter
+    finalisation: gloo's C++ threads that outlive ``destroy_process_group`` (the DDP reducer holds
+    the group) could otherwise be torn down while Python shuts down and abort the worker
+    ("terminate called without an active exception") after a complete run, which torchrun reports
+    as a failed job. Everything a run writes is closed by the time this is called, and its last
+    collective (the final evaluation's reduction) has completed on every rank, so no barrier is
+    needed (one would hang where a single rank failed).
+    """
+    import gc
+
+    if dist.is_initialized():
+        gc.collect()  # drop the trainer's cycles, and with them the DDP reducer's hold on the group
+        dist.destroy_process_group()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def pick_device(pref: str, d: Dist) -> torch.device:

@@ -36,6 +36,17 @@ def test_types_are_checked_not_silently_defaulted(tmp_path):
     assert load_spec("cpu", sets=["logit_softcap=15"]).config.logit_softcap == 15.0
 
 
+def test_exponent_floats_are_numbers_in_files_and_sets(tmp_path):
+    # PyYAML reads YAML 1.1, where `1e-4` (no dot) is a string; users write learning rates that way
+    f = tmp_path / "c.yaml"
+    f.write_text("profile: cpu\nmatrix_lr: 2e-2\nplugins: {tidal: {warmup_frac: 5E-2}}\n")
+    spec = load_spec(config_file=f, sets=["scalar_lr=3e-2"])
+    assert spec.config.matrix_lr == 0.02 and spec.config.scalar_lr == 0.03
+    assert spec.plugins == {"tidal": {"warmup_frac": 0.05}}
+    with pytest.raises(ConfigError, match="matrix_lr' expects float, got '2e'"):
+        load_spec("cpu", sets=["matrix_lr=2e"])
+
+
 def test_layers_resolve_in_order(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("profile: cpu\nplugins: {tidal: {warmup_frac: 0.3}}\nnum_layers: 3\nrope_base: 5000\n")

@@ -31,3 +31,12 @@ def test_two_processes_follow_one_process_with_the_same_global_batch(dataset, tm
     for a, b in zip(curve1, curve2):  # summation order differs across ranks: float tolerance only
         assert abs(a - b) < 2e-3, (curve1, curve2)
     assert abs(one["val_bpb"] - two["val_bpb"]) < 2e-3
+
+
+def test_a_failed_verdict_under_torchrun_is_one_summary_and_exit_1_not_a_launcher_traceback(dataset, tmp_path):
+    big = ["--set", "matrix_lr=1e12", "--set", "scalar_lr=1e12", "--set", "embed_lr=1e12"]
+    p = subprocess.run([sys.executable, "-m", "golfplan", "run", *TINY, *big, "--nproc", "2", "--out", str(tmp_path),
+                        "--name", "nan"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 1, p.stderr[-3000:]
+    assert json.loads(p.stdout)["status"] == "failed"
+    assert "Traceback" not in p.stderr and "ChildFailedError" not in p.stderr, p.stderr[-3000:]

@@ -26,7 +26,7 @@ def definition_from_args(args: argparse.Namespace, mode: str | None) -> StudyDef
     """The study file (if any), then the command line's options on top of it. The run options
     (profile, --config, --set, --plugins, data) are resolved once into a RunSpec, whose explicit keys
     become the study's config."""
-    from golfplan.core.config import read_yaml
+    from golfplan.core.yamlfile import read_yaml
     from golfplan.planner.definition import load_study_file
 
     file = getattr(args, "file", None)

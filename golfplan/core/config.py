@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-import yaml
-
 from golfplan.core.errors import ConfigError, closest
+from golfplan.core.yamlfile import parse_set, read_yaml
 from golfplan.core.profiles import PROFILES as PROFILE_BASES
 from golfplan.core.profiles import default_profile
 
@@ -301,55 +299,6 @@ def read_spec_file(path: str | Path) -> RunSpec:
             raise ConfigError(f"{p}: not valid JSON ({e.msg}, line {e.lineno})") from None
         return RunSpec.from_dict(data, where=str(p))
     return RunSpec.from_dict(read_yaml(p), where=str(p))
-
-
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading ``1e-4`` and ``3e6`` as numbers as YAML 1.2 does.
-
-    PyYAML follows YAML 1.1, whose floats need a dot (``1.0e-4``), so a learning rate written
-    ``1e-4`` was a string and refused as "expects float".
-    """
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"""),
-    list("-+0123456789."),
-)
-
-
-def load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)
-
-
-def parse_set(item: str) -> tuple[str, Any]:
-    """``key=value`` with the value read as YAML (``3``, ``0.5``, ``true``, ``foo``)."""
-    if "=" not in item:
-        raise ConfigError(f"--set expects key=value, got '{item}'")
-    key, raw = item.split("=", 1)
-    key = key.strip()
-    try:
-        value = load_yaml(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key, value
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
-    try:
-        data = load_yaml(p.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}:{where} is not valid YAML ({getattr(e, 'problem', None) or e})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping of config keys at the top level")
-    return data
 
 
 def normalize_plugins(value: Any, where: str) -> dict[str, dict[str, Any]]:

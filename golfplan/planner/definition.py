@@ -274,7 +274,7 @@ def normalize_plugins(value: Any, where: str) -> Plugins:
 
 
 def load_study_file(path: str | Path) -> StudyDef:
-    from golfplan.core.config import read_yaml
+    from golfplan.core.yamlfile import read_yaml
 
     p = Path(path)
     try:

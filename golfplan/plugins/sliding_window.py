@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from golfplan.core.evaluate import Tally, score_tokens, score_windows, unwrap
+from golfplan.core.evaluate import Tally, rank_share, score_tokens, score_windows, unwrap
 from golfplan.core.technique import Bool, Int, Technique, hookimpl
 
 
@@ -64,7 +64,7 @@ def compiled_scorer(model, val, config, batch_seqs: int):
 
 def evaluate_sliding(model, val, config, stride: int, batch_seqs: int, compile: bool = True):
     windows = sliding_windows(val.num_targets, val.seq_len, stride)
-    mine = windows[len(windows) * val.rank // val.world_size : len(windows) * (val.rank + 1) // val.world_size]
+    mine = rank_share(windows, val)
     fn = compiled_scorer(model, val, config, batch_seqs) if compile else None
     tally = Tally(val)
     score_windows(model, val, tally, mine, batch_seqs, fn=fn, pad=fn is not None)

@@ -34,7 +34,6 @@ touches the training forward: compile-safe.
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -42,7 +41,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from golfplan.core.evaluate import Tally, WeightsSnapshot, lora_targets, score_tokens, unwrap
+from golfplan.core.evaluate import (Tally, WeightsSnapshot, cosine, lora_targets, score_tokens, sgd_on_scored,
+                                    unwrap)
 from golfplan.core.technique import Bool, Float, Int, Technique, hookimpl
 
 
@@ -106,32 +106,10 @@ def global_sgd(base: nn.Module, val, docs: list[tuple[int, int]], ctx_len: int, 
     for q in params:
         q.requires_grad_(True)
     opt = torch.optim.SGD(params, lr=p.global_lr, momentum=p.global_momentum)
-    distributed = dist.is_available() and dist.is_initialized()
     for ci in range(nchunks - 1):  # the record skips the last chunk
         c0, c1 = ci * chunk, min((ci + 1) * chunk, total)
-        count = (c1 - c0) // ctx_len
-        seqs = list(range(count))[count * val.rank // val.world_size : count * (val.rank + 1) // val.world_size]
-        steps = math.ceil(math.ceil(count / val.world_size) / p.global_batch_seqs)
-        for group in opt.param_groups:
-            group["lr"] = p.global_lr * 0.5 * (1.0 + math.cos(math.pi * ci / max(nchunks - 1, 1)))
-        for _ in range(p.global_epochs):
-            for b in range(steps):
-                batch = seqs[b * p.global_batch_seqs : (b + 1) * p.global_batch_seqs]
-                opt.zero_grad(set_to_none=False)
-                if batch:
-                    idx = c0 + torch.tensor(batch)[:, None] * ctx_len + torch.arange(ctx_len + 1)[None, :]
-                    seq = tokens[idx].to(val.device)
-                    x, y = seq[:, :-1], seq[:, 1:]
-                    segments = torch.cumsum((x == val.bos_id).to(torch.int32), dim=1)  # attention inside documents
-                    score_tokens(base, val, x, y, segments=segments, grad=True).mean().backward()
-                if distributed:
-                    for q in params:
-                        q.grad = torch.zeros_like(q) if q.grad is None else q.grad
-                        dist.all_reduce(q.grad, op=dist.ReduceOp.SUM)  # gloo has no AVG
-                        q.grad.div_(val.world_size)
-                if p.global_grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, p.global_grad_clip)
-                opt.step()
+        sgd_on_scored(base, val, opt, params, tokens, c0, (c1 - c0) // ctx_len, ctx_len, p.global_batch_seqs,
+                      p.global_epochs, p.global_grad_clip, lr=cosine(p.global_lr, ci, nchunks), documents=True)
     for q in params:
         q.requires_grad_(False)
 

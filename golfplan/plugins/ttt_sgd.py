@@ -23,12 +23,10 @@ windows and sequences and average their gradients.
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.distributed as dist
 
-from golfplan.core.evaluate import Tally, WeightsSnapshot, score_tokens, score_windows, unwrap
+from golfplan.core.evaluate import (Tally, WeightsSnapshot, cosine, rank_share, score_windows, sgd_on_scored,
+                                    unwrap)
 from golfplan.core.technique import Float, Int, Technique, hookimpl
 
 
@@ -44,10 +42,6 @@ def windows_by_chunk(num_targets: int, seq_len: int, stride: int, chunk: int) ->
     return out
 
 
-def share(items: list, rank: int, world: int) -> list:
-    return items[len(items) * rank // world : len(items) * (rank + 1) // world]
-
-
 def score_first_sgd(model, val, config, p) -> tuple[float, float]:
     base = unwrap(model)
     snapshot = WeightsSnapshot(base)
@@ -60,35 +54,15 @@ def score_first_sgd(model, val, config, p) -> tuple[float, float]:
     L, N = val.seq_len, val.num_targets
     chunks = windows_by_chunk(N, L, p.stride, p.chunk_tokens)
     tally = Tally(val)
-    distributed = dist.is_available() and dist.is_initialized()
     try:
         for ci, windows in enumerate(chunks):
-            score_windows(base, val, tally, share(windows, val.rank, val.world_size), p.batch_seqs)
+            score_windows(base, val, tally, rank_share(windows, val), p.batch_seqs)
             if ci == len(chunks) - 1 or p.epochs <= 0:
                 continue  # the last chunk is scored, never trained on
             c0, c1 = ci * p.chunk_tokens, min((ci + 1) * p.chunk_tokens, N)
-            total = (c1 - c0) // L
-            seqs = share(list(range(total)), val.rank, val.world_size)
-            steps = math.ceil(math.ceil(total / val.world_size) / p.batch_seqs)  # the same on every rank
-            for group in opt.param_groups:
-                group["lr"] = p.lr * 0.5 * (1.0 + math.cos(math.pi * ci / max(len(chunks) - 1, 1)))
-            for _ in range(p.epochs):
-                for b in range(steps):
-                    batch = seqs[b * p.batch_seqs : (b + 1) * p.batch_seqs]
-                    opt.zero_grad(set_to_none=False)
-                    if batch:  # x offsets c0 + s*L .. +L: targets up to c1, all scored above
-                        idx = c0 + torch.tensor(batch)[:, None] * L + torch.arange(L + 1)[None, :]
-                        seq = val.tokens[idx].to(device=val.device, dtype=torch.int64)
-                        score_tokens(base, val, seq[:, :-1], seq[:, 1:], grad=True).mean().backward()
-                    if distributed:  # every rank steps together, with the mean gradient
-                        for q in params:
-                            if q.grad is None:
-                                q.grad = torch.zeros_like(q)
-                            dist.all_reduce(q.grad, op=dist.ReduceOp.SUM)  # gloo has no AVG
-                            q.grad.div_(val.world_size)
-                    if p.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(params, p.grad_clip)
-                    opt.step()
+            # x offsets c0 + s*L .. +L: targets up to c1, all scored above
+            sgd_on_scored(base, val, opt, params, val.tokens, c0, (c1 - c0) // L, L, p.batch_seqs, p.epochs,
+                          p.grad_clip, lr=cosine(p.lr, ci, len(chunks)))
         return tally.result()
     finally:
         snapshot.restore()

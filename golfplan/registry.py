@@ -118,6 +118,11 @@ class Registry:
         return [cls(**plugins[cls.name]) for cls in classes]
 
 
+def clash(a: type[Technique], b: type[Technique]) -> bool:
+    """Whether two techniques cannot run together: they share a slot or one conflicts with the other."""
+    return bool(set(a.slots()) & set(b.slots())) or b.name in a.conflicts or a.name in b.conflicts
+
+
 def combination_problems(classes: list[type[Technique]]) -> list[str]:
     """Slots shared, conflicts present, requirements missing: each as one sentence."""
     problems: list[str] = []

@@ -302,7 +302,8 @@ def artifact_rule(config: Any, code: int, runs: Sequence[RunRecord], est: dict[s
     return Rule("artifact", "pass" if total <= limit else "fail", f"{total:,} bytes of {limit:,}: {how}")
 
 
-def _where(r: RunRecord) -> str:
+def hardware_of(r: RunRecord) -> str:
+    """``<processes> x <device kind>`` of a run, as submission.json's ``hardware`` reads."""
     dev = str(r.get("device", "?")).split(":")[0]
     return f"{r.get('world_size', 1)} x {dev}"
 
@@ -322,7 +323,7 @@ def train_time_rule(config: Any, runs: Sequence[RunRecord], est: dict[str, Any])
         t = worst.get("train_time_s", 0.0) + worst.get("calibration_s", 0.0)
         gpu = "cuda" in str(worst.get("device", ""))
         slack = (worst.get("ms_per_step") or 0.0) / 1000.0 if worst.get("capped_by") == "wallclock" else 0.0
-        measured = (f"{t:.1f}s training + calibration measured on {_where(worst)} (slowest of {len(runs)} run(s)"
+        measured = (f"{t:.1f}s training + calibration measured on {hardware_of(worst)} (slowest of {len(runs)} run(s)"
                     f"{'; the last step may pass the cap' if slack else ''})")
         if gpu or estimate is None:
             label = "" if gpu else " (a CPU measurement: no GPU figure for this profile)"
@@ -351,7 +352,7 @@ def eval_time_rule(runs: Sequence[RunRecord]) -> Rule:
     gpu = "cuda" in str(r.get("device", ""))
     label = "" if gpu else " (a CPU measurement)"
     return Rule("eval_time", "pass" if t <= EVAL_LIMIT_S else "fail",
-                f"{t:.1f}s final evaluation measured on {_where(r)}{label}, slowest of {len(timed)}; limit "
+                f"{t:.1f}s final evaluation measured on {hardware_of(r)}{label}, slowest of {len(timed)}; limit "
                 f"{EVAL_LIMIT_S:g}s")
 
 

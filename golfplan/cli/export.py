@@ -156,14 +156,17 @@ def _source(cls: Any) -> tuple[str, str]:
 
 def submission(runs: list[Any], code: int, name: str, args: argparse.Namespace, techniques: list[Any],
                legal: Any) -> dict[str, Any]:
+    from golfplan.check.legal import hardware_of
+
     loss, loss_sd = _mean_std([float(r.result["val_loss"]) for r in runs])
     bpb, bpb_sd = _mean_std([float(r.result["val_bpb"]) for r in runs])
     sizes = [int(r.get("model_bytes", 0)) + code for r in runs]
     first = runs[0]
+    versions = _versions(first)
     out: dict[str, Any] = {
         "author": args.author, "github_id": args.github_id, "name": name,
         "blurb": f"{' + '.join(t.name for t in techniques) or 'the baseline'}, trained and packed by golfplan "
-                 f"{_versions(first).get('golfplan', '')}".strip(),
+                 f"{versions.get('golfplan', '')}".strip(),
         "date": time.strftime("%Y-%m-%d"), "track": TRACK,
         "val_loss": round(loss, 8), "val_bpb": round(bpb, 8)}
     if loss_sd is not None:
@@ -177,9 +180,9 @@ def submission(runs: list[Any], code: int, name: str, args: argparse.Namespace, 
                bytes_total=max(sizes), bytes_code=code,
                train_steps_mean=round(statistics.fmean([r.get("steps", 0) for r in runs]), 2),
                step_avg_ms_mean=round(statistics.fmean([r.get("ms_per_step") or 0.0 for r in runs]), 2),
-               hardware=f"{first.get('world_size', 1)} x {str(first.get('device', '?')).split(':')[0]}",
-               pytorch_version=_versions(first).get("torch", ""),
-               python_version=_versions(first).get("python", ""),  # the packed code is minified for it
+               hardware=hardware_of(first),
+               pytorch_version=versions.get("torch", ""),
+               python_version=versions.get("python", ""),  # the packed code is minified for it
                technique_summary=", ".join(repr(t) for t in techniques) or "the challenge baseline",
                compliance={r.name: r.status for r in legal.rules},
                attribution={t.name: _source(type(t))[0] for t in techniques})

@@ -101,6 +101,12 @@ def load_validation_bytes(data_path: str | Path, num_tokens: int) -> Tensor | No
     return counts.to(torch.int16)
 
 
+def document_segments(x: Tensor, bos_id: int) -> Tensor:
+    """(batch, seq) int64: the document index of each position within its row (0 for a row's
+    leading piece of a document begun in an earlier row, +1 at every BOS)."""
+    return torch.cumsum((x == bos_id).long(), dim=1)
+
+
 class TokenStream:
     """Reads shards in order, wrapping around, and hands out contiguous chunks."""
 

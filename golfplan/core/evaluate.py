@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from golfplan.core.data import document_segments
 from golfplan.core.tokenizer import ByteTables
 
 
@@ -98,7 +99,7 @@ class EvalClock:
 @dataclass
 class ValData:
     tokens: Tensor  # uint16 validation tokens, whole sequences + 1
-    tables: ByteTables  # on ``device``
+    tables: ByteTables  # read once, on the host, into ``byte_counts``
     seq_len: int
     batch_tokens: int  # val_batch_size
     grad_accum_steps: int
@@ -256,6 +257,21 @@ def score_tokens(model: nn.Module, val: ValData, x: Tensor, y: Tensor, segments:
         base.train(was_training)
 
 
+def sliding_windows(num_targets: int, seq_len: int, stride: int) -> list[tuple[int, int]]:
+    """``(start, first scored offset)`` of every window: the first scores all its tokens, each later
+    one from where the previous window ended; together they score positions 1 .. N once each."""
+    stride = min(stride, seq_len)
+    out: list[tuple[int, int]] = []
+    covered = 0  # x offsets [0, covered) are scored
+    start = 0
+    while covered < num_targets:
+        end = min(start + seq_len, num_targets)
+        out.append((start, covered - start))
+        covered = end
+        start += stride
+    return out
+
+
 def score_windows(model: nn.Module, val: ValData, tally: Tally, windows: Sequence[tuple[int, int]],
                   batch_seqs: int, fn: Callable[..., Tensor] | None = None, pad: bool = False) -> None:
     """Score windows and add their positions to ``tally``. A window ``(start, first)`` reads
@@ -308,7 +324,7 @@ def sgd_on_scored(model: nn.Module, val: ValData, opt: torch.optim.Optimizer, pa
                 idx = start + torch.tensor(batch)[:, None] * seq_len + torch.arange(seq_len + 1)[None, :]
                 seq = tokens[idx].to(device=val.device, dtype=torch.int64)
                 x, y = seq[:, :-1], seq[:, 1:]
-                segments = torch.cumsum((x == val.bos_id).to(torch.int32), dim=1) if documents else None
+                segments = document_segments(x, val.bos_id) if documents else None
                 score_tokens(model, val, x, y, segments=segments, grad=True).mean().backward()
             if distributed:
                 for q in params:
@@ -350,7 +366,10 @@ def eval_val(model: nn.Module, val: ValData) -> tuple[float, float]:
     seq_end = (total_seqs * (val.rank + 1)) // val.world_size
     loss_sum = torch.zeros((), device=val.device, dtype=torch.float64)
     token_count = torch.zeros((), device=val.device, dtype=torch.float64)
-    byte_count = torch.zeros((), device=val.device, dtype=torch.float64)
+    # the bytes of targets seq_start*L+1 .. seq_end*L, summed once on the host (integer counts: the
+    # float64 sum is exact): the tables' counts, or the sidecar's (identical sums)
+    nbytes = val.byte_counts[seq_start * val.seq_len + 1 : seq_end * val.seq_len + 1]
+    byte_count = nbytes.to(torch.float64).sum().to(val.device)
     was_training = model.training
     model.eval()
     amp = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if val.autocast else nullcontext()
@@ -368,9 +387,6 @@ def eval_val(model: nn.Module, val: ValData) -> tuple[float, float]:
             n = float(y.numel())
             loss_sum += batch_loss.to(torch.float64) * n
             token_count += n
-            # the bytes of targets start*L+1 .. end*L: the tables' counts, or the sidecar's (identical sums)
-            nbytes = val.byte_counts[start * val.seq_len + 1 : end * val.seq_len + 1]
-            byte_count += nbytes.to(device=val.device, dtype=torch.float64).sum()
     if dist.is_available() and dist.is_initialized():
         for t in (loss_sum, token_count, byte_count):
             dist.all_reduce(t, op=dist.ReduceOp.SUM)

@@ -106,6 +106,17 @@ class Muon(torch.optim.Optimizer):
         return loss
 
 
+def lr_scale(optimizers: Sequence[torch.optim.Optimizer]) -> float | None:
+    """The LR multiplier the last step used: ``lr / base_lr`` of the first group with a positive
+    base LR (``build_optimizers`` records ``base_lr``); None when no group has one."""
+    for opt in optimizers:
+        for group in opt.param_groups:
+            base = group.get("base_lr", 0.0)
+            if base > 0:
+                return group["lr"] / base
+    return None
+
+
 def baseline_role(name: str, param: Tensor) -> str:
     """The baseline's grouping: ``embed``, ``head``, ``matrix`` (Muon) or ``scalar`` (Adam).
 

@@ -184,7 +184,7 @@ class Run:
         tables = build_byte_tables(sp, c.vocab_size)
         val_tokens = load_validation_tokens(c.data_path, c.train_seq_len, c.val_max_tokens)
         check_tokens_match(sp, val_tokens, c.tokenizer_path)
-        self.val = ValData(val_tokens, tables.to(device), c.train_seq_len, c.val_batch_size, self.grad_accum,
+        self.val = ValData(val_tokens, tables, c.train_seq_len, c.val_batch_size, self.grad_accum,
                            d.rank, d.world_size, device, autocast=self.bf16 and device.type == "cuda",
                            byte_counts=load_validation_bytes(c.data_path, val_tokens.numel()), bos_id=c.bos_id,
                            clock=EvalClock(c.max_eval_seconds, device))

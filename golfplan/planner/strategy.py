@@ -27,13 +27,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from golfplan.planner.definition import Plugins, StudyDef, describe_plugins
-from golfplan.planner.study import BASELINE_ATTR, Planner, TrialConfig
+from golfplan.planner.storage import BASELINE_ATTR, CHOSEN_ATTR
+from golfplan.planner.study import Planner, TrialConfig
 from golfplan.planner.tuning import LARGE_SHARE, MAX_REPEATS, MIN_GAIN, PARSIMONY, RHO_LARGE, RHO_SMALL, TUNE_MIN, Decision, Measured, TunePhase
 
-try:  # the study attribute reports read as "the configuration a strategy chose" (the refactored planner's)
-    from golfplan.planner.storage import CHOSEN_ATTR
-except ImportError:  # a planner from before the refactor: the same key, which its reports ignore
-    CHOSEN_ATTR = "golfplan.chosen_key"
 
 @dataclass
 class PlanResult:
@@ -151,8 +148,9 @@ class StackTuneStrategy(TunePhase):
 
     # ---- configurations ------------------------------------------------------------------------
     def clashes(self, a: str, b: str) -> bool:
-        ca, cb = self.reg.get(a), self.reg.get(b)
-        return a == b or bool(set(ca.slots()) & set(cb.slots())) or b in ca.conflicts or a in cb.conflicts
+        from golfplan.registry import clash
+
+        return a == b or clash(self.reg.get(a), self.reg.get(b))
 
     def with_plugin(self, stack: Plugins, name: str) -> Plugins | None:
         """``stack`` plus ``name`` (at its candidate params), minus what clashes with it, plus what it requires."""

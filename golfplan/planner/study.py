@@ -33,10 +33,10 @@ from typing import Any, Callable
 
 from golfplan.core.errors import GolfplanError
 from golfplan.planner import budget, checks, liveness, resume
-from golfplan.planner.configs import (TrialConfig, baseline_config, enqueue_initial, experiment_config,
-                                      experiment_configs, settle, tune_label, with_replacements)
-from golfplan.planner.definition import (DEFAULT_STORAGE, Experiment, Plugins, StudyDef, canonical_plugins,
-                                         config_key, describe_plugins)
+from golfplan.planner.configs import (TrialConfig, enqueue_initial, experiment_configs, settle, tune_label,
+                                      with_replacements)
+from golfplan.planner.definition import (DEFAULT_STORAGE, Plugins, StudyDef, canonical_plugins, config_key,
+                                         describe_plugins)
 from golfplan.planner.progress import Progress, mean_ms
 from golfplan.planner.runner import Job, Runner, SubprocessRunner, call_runner, hard_limit_s
 from golfplan.planner.storage import BASELINE_ATTR, mask_url, open_storage
@@ -99,7 +99,8 @@ class Planner:
         ablate/experiments: every configuration not run yet). Workers never enqueue.
         """
         self.base = self._base_spec()
-        self.study = self._create_or_resume()
+        self.study = resume.create_or_resume(self.d, self.storage, self.base, worker=self.worker,
+                                             readonly=self.readonly)
         self.verdicts = checks.Verdicts(self.study, self.registry)
         self.preflight = checks.Preflight(self.d, self.registry, self.verdicts, in_run=not self.custom_runner,
                                           work_dir=self.out_dir / self.d.name, limit_s=self._limit_s,
@@ -109,9 +110,6 @@ class Planner:
         if enqueue and not self.worker:
             self._enqueue_initial()
         return self.study
-
-    def _create_or_resume(self) -> Any:
-        return resume.create_or_resume(self.d, self.storage, self.base, worker=self.worker, readonly=self.readonly)
 
     def _base_spec(self) -> Any:
         return resume.base_spec(self.d, self.local_config)
@@ -145,14 +143,8 @@ class Planner:
     def key_of(self, plugins: Plugins, config: dict[str, Any] | None = None) -> str:
         return config_key(canonical_plugins(self.registry, plugins), config)
 
-    def baseline_config(self) -> TrialConfig:
-        return baseline_config(self.d, self.registry, self.space)
-
     def experiment_configs(self) -> list[TrialConfig]:
         return experiment_configs(self.d, self.registry)
-
-    def experiment_config(self, e: Experiment) -> TrialConfig:
-        return experiment_config(self.d, self.registry, e)
 
     def _enqueue_initial(self) -> None:
         enqueue_initial(self.study, self.d, self.registry, self.space, self.key_of)

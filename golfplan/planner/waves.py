@@ -115,7 +115,7 @@ def stack(source: Any, planner: Any, include_slight: bool = False, say: Callable
 
 def _stack(source: Any, planner: Any, include_slight: bool, say: Callable[[str], None]) -> StackResult:
     from golfplan.planner.report import collect
-    from golfplan.registry import combination_problems
+    from golfplan.registry import clash, combination_problems
 
     rows, base = collect(source.study, source.d.alpha, source.d.noise_floor)
     if base is None or not base.values:
@@ -134,9 +134,7 @@ def _stack(source: Any, planner: Any, include_slight: bool, say: Callable[[str],
         # a winner replaces the fixed plugin it displaced in the ablation (a slot-mate, a conflict),
         # as that ablation measured it; a clash with another winner is a real conflict (skipped)
         cls = planner.registry.get(name)
-        cand = {n: p for n, p in current.items()
-                if not (n in base.plugins and (set(planner.registry.get(n).slots()) & set(cls.slots())
-                                               or n in cls.conflicts or name in planner.registry.get(n).conflicts))}
+        cand = {n: p for n, p in current.items() if not (n in base.plugins and clash(planner.registry.get(n), cls))}
         cand[name] = params
         label = "+".join(n for n in cand if n not in base.plugins)
         problems = combination_problems(planner.registry.classes(list(cand)))

@@ -27,16 +27,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from golfplan.core.data import DistributedTokenLoader
+from golfplan.core.data import DistributedTokenLoader, document_segments
 from golfplan.core.technique import Technique, hookimpl
 
 SOURCE = "2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611"
 
-
-def document_segments(x: Tensor, bos_id: int) -> Tensor:
-    """(batch, seq) int64: the document index of each position within its row (0 for a row's
-    leading piece of a document begun in an earlier row, +1 at every BOS)."""
-    return torch.cumsum((x == bos_id).long(), dim=1)
 
 
 class DocumentPackingLoader(DistributedTokenLoader):

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from golfplan.core.model import CastedLinear
+from golfplan.core.optim import lr_scale
 from golfplan.core.quant import SCALE_FLOOR, max_code
 from golfplan.core.technique import Bool, Float, Int, Technique, hookimpl
 
@@ -48,15 +49,6 @@ class QATLinear(CastedLinear):
             w = w + self.qat_on.to(w.dtype) * (wq.to(w.dtype) - w.detach())
         bias = self.bias.to(x.dtype) if self.bias is not None else None
         return F.linear(x, w.to(x.dtype), bias)
-
-
-def lr_scale(optimizers) -> float:
-    """The step's LR multiplier, read from the first optimizer group with a base LR."""
-    for opt in optimizers:
-        for group in opt.param_groups:
-            if group.get("base_lr", 0) > 0:
-                return group["lr"] / group["base_lr"]
-    return 1.0
 
 
 class QAT(Technique):
@@ -85,7 +77,10 @@ class QAT(Technique):
 
     @hookimpl
     def on_step(self, model, optimizers, clock):
-        if not self.p.late or self._switched or lr_scale(optimizers) >= self.p.threshold:
+        if not self.p.late or self._switched:
+            return
+        scale = lr_scale(optimizers)
+        if (1.0 if scale is None else scale) >= self.p.threshold:
             return
         self._switched = True
         for module in model.modules():

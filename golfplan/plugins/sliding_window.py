@@ -28,23 +28,8 @@ from __future__ import annotations
 
 import torch
 
-from golfplan.core.evaluate import Tally, rank_share, score_tokens, score_windows, unwrap
+from golfplan.core.evaluate import Tally, rank_share, score_tokens, score_windows, sliding_windows, unwrap
 from golfplan.core.technique import Bool, Int, Technique, hookimpl
-
-
-def sliding_windows(num_targets: int, seq_len: int, stride: int) -> list[tuple[int, int]]:
-    """``(start, first scored offset)`` of every window: the first scores all its tokens, each later
-    one from where the previous window ended; together they score positions 1 .. N once each."""
-    stride = min(stride, seq_len)
-    out: list[tuple[int, int]] = []
-    covered = 0  # x offsets [0, covered) are scored
-    start = 0
-    while covered < num_targets:
-        end = min(start + seq_len, num_targets)
-        out.append((start, covered - start))
-        covered = end
-        start += stride
-    return out
 
 
 def compiled_scorer(model, val, config, batch_seqs: int):

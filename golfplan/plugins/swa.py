@@ -23,18 +23,9 @@ from __future__ import annotations
 
 import torch
 
+from golfplan.core.optim import lr_scale
 from golfplan.core.state import floating_state
 from golfplan.core.technique import Float, Int, Technique, hookimpl
-
-
-def lr_scale(optimizers) -> float | None:
-    """The LR multiplier the last step used: ``lr / base_lr`` of the first group with a positive base LR."""
-    for opt in optimizers:
-        for group in opt.param_groups:
-            base = group.get("base_lr", 0.0)
-            if base > 0:
-                return group["lr"] / base
-    return None
 
 
 class SWA(Technique):
@@ -51,7 +42,6 @@ class SWA(Technique):
 
     def __init__(self, **values) -> None:
         super().__init__(**values)
-        self.names: list[str] = []  # state-dict names of the averaged tensors
         self.live: list[torch.Tensor] | None = None
         self.total: list[torch.Tensor] | None = None  # fp32 sums of the snapshots
         self.taken: list[int] = []  # the steps (counted from 1) at which snapshots were taken
@@ -59,7 +49,7 @@ class SWA(Technique):
     def snapshot(self, model, step: int) -> None:
         with torch.no_grad():
             if self.total is None:
-                self.names, self.live = floating_state(model)
+                _, self.live = floating_state(model)
                 self.total = [t.detach().float().clone() for t in self.live]
             else:
                 torch._foreach_add_(self.total, self.live)

@@ -136,14 +136,16 @@ def score_batch(base: nn.Module, val, tally: Tally, batch: list[tuple[int, int]]
         y = torch.where(valid, seq[:, 1:], 0).to(val.device)
         first = ci * p.chunk - win_start
         scored = valid & (col[None, :] >= first[:, None])
-        train = (scored & (ci < nch - 1)[:, None]).to(val.device)
+        train = scored & (ci < nch - 1)[:, None]
+        trains = bool(train.any())  # on the host, once: no device sync per step
+        train = train.to(val.device)
         for step in range(p.grad_steps):
             with ad.attached():
                 losses = score_tokens(base, val, x, y, grad=True, head_delta=ad.head_delta(width))
             if step == 0:  # the score is committed before any step on it
                 positions = (starts + win_start)[:, None] + col[None, :] + 1
                 tally.add(positions[scored].to(val.device), losses[scored.to(val.device)])
-            if not bool(train.any()):
+            if not trains:
                 break
             opt.zero_grad(set_to_none=True)
             ((losses * train).sum(dim=1) / p.chunk).sum().backward()

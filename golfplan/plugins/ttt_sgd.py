@@ -26,19 +26,15 @@ from __future__ import annotations
 import torch
 
 from golfplan.core.evaluate import (Tally, WeightsSnapshot, cosine, rank_share, score_windows, sgd_on_scored,
-                                    unwrap)
+                                    sliding_windows, unwrap)
 from golfplan.core.technique import Float, Int, Technique, hookimpl
 
 
 def windows_by_chunk(num_targets: int, seq_len: int, stride: int, chunk: int) -> list[list[tuple[int, int]]]:
     """Sliding windows (each position scored once) grouped by the chunk of the first position they score."""
-    stride = min(stride, seq_len)
     out: list[list[tuple[int, int]]] = [[] for _ in range((num_targets + chunk - 1) // chunk)]
-    covered, start = 0, 0
-    while covered < num_targets:
-        out[covered // chunk].append((start, covered - start))
-        covered = min(start + seq_len, num_targets)
-        start += stride
+    for start, first in sliding_windows(num_targets, seq_len, stride):
+        out[(start + first) // chunk].append((start, first))
     return out
 
 

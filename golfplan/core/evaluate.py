@@ -227,6 +227,13 @@ class Tally:
         if self.val.trace is not None:
             self.val.trace.scored(positions, losses)
 
+    def add_where(self, positions: Tensor, losses: Tensor, scored: Tensor) -> None:
+        """:meth:`add` of the entries where ``scored`` holds (``positions`` and ``scored``: host tensors
+        shaped like ``losses``). The mask is resolved on the host and the losses gathered by index: a
+        boolean mask on a CUDA tensor would make the host wait for the batch's forward."""
+        idx = scored.reshape(-1).nonzero().squeeze(1)
+        self.add(positions.reshape(-1)[idx].to(self.val.device), losses.reshape(-1)[idx.to(losses.device)])
+
     def result(self) -> tuple[float, float]:
         """(val_loss, val_bpb) over every rank's positions."""
         sums = torch.stack([self.loss_sum, self.token_count, self.byte_count])
@@ -294,7 +301,7 @@ def score_windows(model: nn.Module, val: ValData, tally: Tally, windows: Sequenc
         scored = valid & (cols[None, :] >= firsts[:, None])
         losses = score_tokens(model, val, x, y, fn=fn)
         positions = starts[:, None] + cols[None, :] + 1
-        tally.add(positions[scored].to(val.device), losses[scored.to(val.device)])
+        tally.add_where(positions, losses, scored)
 
 
 def rank_share(items: Sequence, val: ValData) -> list:

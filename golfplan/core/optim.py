@@ -145,6 +145,12 @@ def split_params(model: nn.Module, role_of: Callable[[str, nn.Parameter], str] |
     return groups
 
 
+def role_lr(role: str, config: Config) -> float | None:
+    """The baseline's Adam learning rate of a role (None for ``matrix`` and unknown roles)."""
+    return {"embed": config.tied_embed_lr if config.tie_embeddings else config.embed_lr,
+            "head": config.head_lr, "scalar": config.scalar_lr}.get(role)
+
+
 def baseline_optimizer(role: str, params: list[nn.Parameter], config: Config, fused: bool = False,
                        orthogonalize: Callable | None = None, precondition: Sequence[Callable] = ()
                        ) -> torch.optim.Optimizer:
@@ -152,8 +158,7 @@ def baseline_optimizer(role: str, params: list[nn.Parameter], config: Config, fu
     if role == "matrix":
         return Muon(params, lr=config.matrix_lr, momentum=config.muon_momentum,
                     backend_steps=config.muon_backend_steps, orthogonalize=orthogonalize, precondition=precondition)
-    lr = {"embed": config.tied_embed_lr if config.tie_embeddings else config.embed_lr,
-          "head": config.head_lr, "scalar": config.scalar_lr}.get(role)
+    lr = role_lr(role, config)
     if lr is None:
         raise PluginError(f"no optimizer for parameter role '{role}': a plugin's build_optimizer must provide one")
     return torch.optim.Adam([{"params": params, "lr": lr}], betas=(config.beta1, config.beta2), eps=config.adam_eps,

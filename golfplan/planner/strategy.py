@@ -77,12 +77,8 @@ class StackTuneStrategy(TunePhase):
 
     def refresh(self) -> None:
         """Index the finished trials' runs (they never change) by configuration, and which were refused."""
-        import optuna
-
-        S = optuna.trial.TrialState
         self.index = {}
-        for t in sorted(self.planner.study.get_trials(deepcopy=False, states=(S.COMPLETE, S.PRUNED)),
-                        key=lambda t: t.number):
+        for t in sorted(self.planner.finished(), key=lambda t: t.number):
             key, status = t.user_attrs.get("key"), t.user_attrs.get("status")
             if key:
                 runs, refused = self.index.get(key, ([], False))

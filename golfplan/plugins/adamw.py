@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 
+from golfplan.core.optim import role_lr
 from golfplan.core.technique import Float, Technique, hookimpl
 
 ROLES = ("embed", "head", "scalar")
@@ -53,12 +54,9 @@ class AdamW(Technique):
                 "beta1": self.p.beta1, "beta2": self.p.beta2}
 
     def settings(self, role: str, config) -> tuple[float, float]:
-        """``(lr, weight_decay)`` of a role."""
-        if role == "embed":
-            return (config.tied_embed_lr if config.tie_embeddings else config.embed_lr), self.p.embed_wd
-        if role == "head":
-            return config.head_lr, self.p.head_wd
-        return config.scalar_lr, self.p.scalar_wd
+        """``(lr, weight_decay)`` of a role: the baseline's LR, this technique's decay."""
+        wd = {"embed": self.p.embed_wd, "head": self.p.head_wd}.get(role, self.p.scalar_wd)
+        return role_lr(role, config), wd
 
     @hookimpl
     def build_optimizer(self, role, params, config):

@@ -144,7 +144,7 @@ def score_batch(base: nn.Module, val, tally: Tally, batch: list[tuple[int, int]]
                 losses = score_tokens(base, val, x, y, grad=True, head_delta=ad.head_delta(width))
             if step == 0:  # the score is committed before any step on it
                 positions = (starts + win_start)[:, None] + col[None, :] + 1
-                tally.add(positions[scored].to(val.device), losses[scored.to(val.device)])
+                tally.add_where(positions, losses, scored)
             if not trains:
                 break
             opt.zero_grad(set_to_none=True)

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import torch
 
-from golfplan.core.evaluate import Tally, rank_share, score_tokens, score_windows, sliding_windows, unwrap
+from golfplan.core.evaluate import Tally, rank_share, score_tokens, score_windows, unwrap
+from golfplan.core.ttt import sliding_windows
 from golfplan.core.technique import Bool, Int, Technique, hookimpl
 
 

@@ -41,8 +41,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from golfplan.core.evaluate import (Tally, WeightsSnapshot, cosine, lora_targets, score_tokens, sgd_on_scored,
-                                    unwrap)
+from golfplan.core.evaluate import Tally, WeightsSnapshot, lora_targets, score_tokens, unwrap
+from golfplan.core.ttt import cosine, sgd_on_scored
 from golfplan.core.technique import Bool, Float, Int, Technique, hookimpl
 
 

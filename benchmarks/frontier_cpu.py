@@ -1,6 +1,6 @@
-"""The frontier stack (studies/frontier.yaml) against the baseline on the cpu profile, seed by seed.
+"""The frontier stack (studies/frontier-pre-ttt.yaml) against the baseline on the cpu profile, seed by seed.
 
-Runs ``golfplan run --config studies/frontier.yaml --profile cpu --set seed=S`` and the baseline's
+Runs ``golfplan run --config studies/frontier-pre-ttt.yaml --profile cpu --set seed=S`` and the baseline's
 ``golfplan run --profile cpu --set seed=S`` for the same seeds (both capped at the profile's 40
 steps, so both take the same step count), then prints val_bpb (after the artifact round trip) as
 mean ± std, the difference with Welch's p and the seed-log verdict (golfplan.planner.stats), and
@@ -8,7 +8,7 @@ ms/step side by side.
 
     GOLFPLAN_THREADS=1 python benchmarks/frontier_cpu.py                      # 3 seeds each
     GOLFPLAN_THREADS=1 python benchmarks/frontier_cpu.py --seeds 5 --jobs 2   # two runs at a time
-    GOLFPLAN_THREADS=1 python benchmarks/frontier_cpu.py --set ema.decay=0.9  # a frontier variant
+    GOLFPLAN_THREADS=1 python benchmarks/frontier_cpu.py --set ema.half_life=0.1  # a frontier variant
 
 ``--set`` applies to the frontier side only. ``--jobs N`` runs N processes at once: faster, but
 each run's ms/step then includes the others' load. A run that fails is listed with its reason and
@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FRONTIER = REPO / "studies" / "frontier.yaml"
+FRONTIER = REPO / "studies" / "frontier-pre-ttt.yaml"  # the stack; frontier.yaml adds CaseOps and the TTT
 
 
 def run(args: list[str], out: str) -> dict:

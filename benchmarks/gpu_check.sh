@@ -13,4 +13,11 @@ python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', 
 t0=$(date +%s)
 python3 -m golfplan data build --vocab-size 1024 | tail -n 12
 echo "data build: $(( $(date +%s) - t0 ))s"
-python3 benchmarks/gpu_check.py --seconds "${SECONDS_PER_RUN:-45}" --out "$OUT" ${VARIANTS:+--variants "$VARIANTS"}
+# The frontier's pipeline needs its CaseOps data at vocab 8192 (built from the embedded text on first use).
+python3 -m golfplan data build --caseops --vocab-size 8192 | tail -n 3
+echo "data build (caseops 8192): $(( $(date +%s) - t0 ))s"
+# Side by side: the baseline and tidal+parallel+gqa for SECONDS_PER_RUN each; then studies/frontier.yaml's
+# whole pipeline (training FRONTIER_SECONDS, calibration, ZPAQ export, TTT evaluation on a slice).
+# All of it fits 8 minutes on one H100 at the defaults (run it with a 600 s limit).
+python3 benchmarks/gpu_check.py --seconds "${SECONDS_PER_RUN:-45}" --out "$OUT" ${VARIANTS:+--variants "$VARIANTS"} \
+  --frontier "${FRONTIER_SECONDS:-60}" --val-tokens "${FRONTIER_VAL_TOKENS:-262144}"

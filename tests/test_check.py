@@ -12,6 +12,7 @@ import pytest
 from golfplan.core.config import load_spec
 from golfplan.check import run_checks
 from golfplan.registry import Registry
+from tests.conftest import golfplan_in_process
 
 BRANCHY = '''
 from golfplan.core.technique import Float, Technique, hookimpl
@@ -36,7 +37,7 @@ class Branchy(Technique):
 '''
 
 SWAPPER = '''
-from golfplan.core.model import MLP
+from golfplan.core.model.gpt import MLP
 from golfplan.core.technique import Technique, hookimpl
 
 
@@ -72,9 +73,9 @@ def write(tmp_path, name, source):
     return f
 
 
-def check(plugins, tmp_path=None, files=(), profile="cpu", sets=()):
+def check(plugins, tmp_path=None, files=(), profile="cpu", sets=(), smoke=True):
     spec = load_spec(profile, plugins=plugins, sets=list(sets), plugin_paths=[str(f) for f in files])
-    return run_checks(spec, Registry(plugin_paths=spec.plugin_paths))
+    return run_checks(spec, Registry(plugin_paths=spec.plugin_paths), smoke=smoke)
 
 
 def statuses(report):
@@ -123,25 +124,138 @@ def test_zero_loss_fails_the_smoke_train(tmp_path, dataset):
 
 
 def test_over_the_artifact_limit_fails_the_budget(dataset):
-    report = check("", profile="8xh100", sets=["model_dim=768"])
+    report = check("", profile="8xh100", sets=["model_dim=768"], smoke=False)  # the budget is what is judged here
     assert statuses(report)["budget"] == "fail" and "over the artifact limit" in report.reason
     assert report.estimate["artifact_bytes"] > 16_000_000
 
 
 def test_baseline_fits_the_budget(dataset):
-    report = check("", profile="8xh100")
+    report = check("", profile="8xh100", smoke=False)  # the budget is what is judged here
     assert report.ok and report.estimate["params"] == 17_059_912
 
 
 def test_cli_json_and_exit_codes(tmp_path, dataset):
     f = write(tmp_path, "branchy", BRANCHY)
-    p = subprocess.run([sys.executable, "-m", "golfplan", "check", "--plugin-path", str(f), "--plugins", "branchy",
-                        "--json"], capture_output=True, text=True)
+    p = golfplan_in_process("check", "--plugin-path", str(f), "--plugins", "branchy", "--json")
     assert p.returncode == 1, p.stderr
     out = json.loads(p.stdout)
     assert out["ok"] is False and [c["name"] for c in out["checks"]] == ["static", "trace", "declarations"]
-    ok = subprocess.run([sys.executable, "-m", "golfplan", "check", "--plugins", "tidal"], capture_output=True, text=True)
+    ok = golfplan_in_process("check", "--plugins", "tidal")
     assert ok.returncode == 0 and "all 5 checks passed" in ok.stdout, ok.stdout + ok.stderr
+
+
+# ---- time limits and out-of-memory ------------------------------------------------------------
+
+# Hangs until its release file exists: a test's thread left behind at the limit ends when the test does.
+HANGER = """
+import os
+import time
+
+from golfplan.core.technique import Technique, hookimpl
+
+RELEASE = {release!r}
+
+
+def wait():
+    while not os.path.exists(RELEASE):
+        time.sleep(0.05)
+
+
+class FaultHang(Technique):
+    name = "fault_hang"
+    summary = "never returns from its {hook} hook"
+
+    @hookimpl
+    def {hook}({args}):
+        wait()
+"""
+
+
+def hanger(tmp_path, hook="configure", args="self, config"):
+    return write(tmp_path, "fault_hang", HANGER.format(release=str(tmp_path / "release"), hook=hook, args=args))
+
+
+def test_a_stage_that_hangs_fails_as_a_timeout_at_its_limit_naming_the_plugin_and_its_line(tmp_path):
+    f = hanger(tmp_path)
+    spec = load_spec("cpu", plugins="fault_hang,tidal", plugin_paths=[str(f)])
+    try:
+        report = run_checks(spec, Registry(plugin_paths=spec.plugin_paths), timeout_s=0.5)
+    finally:
+        (tmp_path / "release").touch()
+    assert statuses(report) == {"static": "fail"} and report.failure == "timeout"
+    r = report.results[0]
+    assert r.failure == "timeout" and r.plugin == "fault_hang" and 0.5 <= r.seconds < 30
+    assert "plugin 'fault_hang' still running after the stage's limit of 0.5s" in r.message
+    assert "last line: fault_hang.py:" in r.message and "in wait: time.sleep(0.05)" in r.message
+    assert report.to_dict()["failure"] == "timeout" and report.to_dict()["checks"][0]["failure"] == "timeout"
+
+
+def test_the_stage_limit_comes_from_the_profile_the_environment_or_the_flag(monkeypatch):
+    from golfplan.check.stages import TIMEOUT_ENV, stage_limit_s
+    from golfplan.core.errors import ConfigError
+
+    monkeypatch.delenv(TIMEOUT_ENV, raising=False)
+    assert stage_limit_s(load_spec("cpu")) == 300.0 and stage_limit_s(load_spec("8xh100")) == 600.0
+    assert stage_limit_s(load_spec("cpu"), 2.5) == 2.5
+    monkeypatch.setenv(TIMEOUT_ENV, "42")
+    assert stage_limit_s(load_spec("8xh100")) == 42.0 and stage_limit_s(load_spec("cpu"), 7) == 7.0
+    monkeypatch.setenv(TIMEOUT_ENV, "soon")
+    with pytest.raises(ConfigError, match="GOLFPLAN_CHECK_TIMEOUT"):
+        stage_limit_s(load_spec("cpu"))
+    # a planner command's flag reaches every check it starts (its runs and children inherit the environment)
+    from golfplan.cli import build_parser
+
+    args = build_parser().parse_args(["study", "--plugins", "tidal", "--check-timeout", "7"])
+    assert args.check_timeout == 7.0 and stage_limit_s(load_spec("cpu")) == 7.0
+
+
+def test_golfplan_check_with_a_hanging_plugin_refuses_it_and_exits(tmp_path):
+    """As the real process (the one subprocess test of `golfplan check`): the check ends with exit 1
+    though the stage's thread still hangs."""
+    f = hanger(tmp_path)
+    p = subprocess.run([sys.executable, "-m", "golfplan", "check", "--plugin-path", str(f), "--plugins",
+                        "fault_hang,tidal", "--check-timeout", "2"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "FAIL static" in p.stdout and "Traceback" not in p.stdout + p.stderr
+    last = p.stdout.strip().splitlines()[-1]
+    assert last.startswith("check failed in") and "static: timed out: plugin 'fault_hang' still running" in last, last
+    assert "last line: fault_hang.py:" in last
+
+
+OOM = """
+import torch
+
+from golfplan.core.technique import Technique, hookimpl
+
+
+class FaultOom(Technique):
+    name = "fault_oom"
+    summary = "asks torch's CPU allocator for 4 PiB in its training step"
+
+    @hookimpl
+    def on_step(self, model, optimizers, clock):
+        torch.empty(2**50)
+"""
+
+
+def test_the_cpu_allocator_failing_is_an_oom_in_the_run_and_in_a_dead_childs_last_line(tmp_path, dataset):
+    from golfplan.core.result import exception_kind
+    from golfplan.core.train.trainer import train
+    from golfplan.planner.procs import exit_of
+    from tests.conftest import tiny_config
+
+    techniques = Registry(plugin_paths=[str(write(tmp_path, "fault_oom", OOM))]).instantiate({"fault_oom": {}})
+    with pytest.raises(RuntimeError, match="DefaultCPUAllocator: can't allocate memory") as e:
+        train(tiny_config(iterations=2), techniques, run_dir=tmp_path / "run", log=lambda m: None)
+    assert exception_kind(e.value) == "oom" and exception_kind(RuntimeError("no")) == "crash"
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert (result["status"], result["failure"]) == ("failed", "oom"), result
+    assert "DefaultCPUAllocator: can't allocate memory" in result["reason"]
+    # a process that died of it: the planner reads the kind from its last error line
+    stderr = tmp_path / "stderr.log"
+    stderr.write_text(f"Traceback (most recent call last):\n  ...\nRuntimeError: {e.value}\n")
+    ex = exit_of(1, stderr, "", 60.0)
+    assert ex.kind == "oom" and "DefaultCPUAllocator" in ex.reason
 
 
 U_WAVE_SAFE = ["weight_sharing", "attention_recycling", "mirror_training", "head_pruning"]
@@ -161,7 +275,7 @@ def test_u_wave_unsafe_techniques_are_refused_with_their_reason(name, dataset):
 @pytest.mark.parametrize("name", U_WAVE_SAFE)
 def test_u_wave_techniques_the_checks_pass_really_train_under_torch_compile(name, dataset):
     from golfplan.core.hooks import apply_configure, resolve
-    from golfplan.core.trainer import train
+    from golfplan.core.train.trainer import train
     from golfplan.core.config import shrink
     from tests.conftest import tiny_config
 
@@ -176,7 +290,7 @@ def test_u_wave_techniques_the_checks_pass_really_train_under_torch_compile(name
 
 @pytest.mark.slow
 def test_a_passing_u_wave_technique_trains_under_inductor(dataset):
-    from golfplan.core.trainer import train
+    from golfplan.core.train.trainer import train
     from tests.conftest import tiny_config
 
     techniques = Registry().instantiate({"weight_sharing": {}, "mirror_training": {}})

@@ -1,4 +1,7 @@
-"""The command line: errors a user can cause are one line and a non-zero exit, never a traceback."""
+"""The command line: errors a user can cause are one line and a non-zero exit, never a traceback.
+
+The error paths run ``golfplan.cli.main`` in this process (``tests.conftest.golfplan_in_process``);
+``golfplan run`` is also run as the real process once (its summary and ``--json``)."""
 
 from __future__ import annotations
 
@@ -8,17 +11,19 @@ import sys
 
 import pytest
 
+from tests.conftest import golfplan_in_process as golfplan
+
 TINY = ["--profile", "cpu", "--set", "num_layers=2", "--set", "model_dim=64", "--set", "train_seq_len=64",
         "--set", "train_batch_tokens=1024", "--set", "val_batch_size=1024", "--set", "val_max_tokens=2048",
         "--set", "iterations=12", "--set", "max_wallclock_seconds=0", "--set", "warmup_steps=0",
         "--set", "progress_bar=false"]
 
 
-def golfplan(*args: str, cwd=None) -> subprocess.CompletedProcess:
+def golfplan_process(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "golfplan", *args], capture_output=True, text=True, cwd=cwd)
 
 
-def assert_one_line_error(p: subprocess.CompletedProcess, code: int, needle: str) -> None:
+def assert_one_line_error(p, code: int, needle: str) -> None:
     assert p.returncode == code, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
     assert "Traceback" not in p.stderr and "Traceback" not in p.stdout
     errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
@@ -42,7 +47,7 @@ def test_unknown_key_names_the_closest():
 def test_missing_shards(tmp_path):
     tok = tmp_path / "tok.model"
     tok.write_bytes(b"")
-    p = golfplan("run", "--no-check", *TINY, "--data", str(tmp_path), "--tokenizer", str(tok))
+    p = golfplan("run", "--no-check", *TINY, "--data", str(tmp_path), "--tokenizer", str(tok), cwd=tmp_path)
     assert_one_line_error(p, 2, "")
     assert "no shards matching" in p.stderr or "not a SentencePiece model" in p.stderr
 
@@ -54,7 +59,7 @@ def test_wrong_tokenizer(dataset, tmp_path):
 
 
 def test_run_refuses_before_training_when_a_check_fails(tmp_path):
-    p = golfplan("run", "--plugins", "tidal,cosine", "--out", str(tmp_path / "runs"))
+    p = golfplan("run", "--plugins", "tidal,cosine", "--out", str(tmp_path / "runs"), cwd=tmp_path)
     assert p.returncode == 1 and "preflight failed, not training" in p.stderr
     assert "'cosine' and 'tidal' both fill the 'lr_schedule' slot" in p.stderr or \
         "'tidal' and 'cosine' both fill the 'lr_schedule' slot" in p.stderr
@@ -62,7 +67,7 @@ def test_run_refuses_before_training_when_a_check_fails(tmp_path):
 
 
 def test_run_prints_the_summary_and_json(dataset, tmp_path):
-    p = golfplan("run", *TINY, "--plugins", "tidal", "--out", str(tmp_path), "--name", "r1", "--json")
+    p = golfplan_process("run", *TINY, "--plugins", "tidal", "--out", str(tmp_path), "--name", "r1", "--json")
     assert p.returncode == 0, p.stderr[-3000:]
     result = json.loads(p.stdout)  # --json: standard output holds the JSON and nothing else
     assert result["status"] == "complete" and result["val_bpb"] < result["untrained_val_bpb"]

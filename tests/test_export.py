@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,9 +22,10 @@ import pytest
 from golfplan.check.legal import check_legal, data_probe, load_runs, significance
 from golfplan.cli import main
 from golfplan.core.errors import ConfigError
-from golfplan.core.data import VAL_PATTERN, load_data_shard, shard_files
-from golfplan.core.pack import code_size, env_overrides
-from golfplan.core.packer import pack, unpack
+from golfplan.core.data.shards import VAL_PATTERN, load_data_shard, shard_files
+from golfplan.core.export.pack import code_size, env_overrides
+from golfplan.core.export.packer import pack
+from golfplan.core.export.wrapper import unpack
 from golfplan.core.technique import Technique, hookimpl
 from tests.conftest import tiny_config
 
@@ -33,7 +35,7 @@ FILES = {"train_gpt.py", "submission.json", "README.md", "requirements.txt"}
 
 def data_env(tmp_path: Path) -> dict[str, str]:
     """The environment a packed file runs in: the test dataset, one thread, a fresh working directory."""
-    from golfplan.core import corpus
+    from golfplan.core.data import corpus
 
     env = dict(os.environ, DATA_PATH=str(corpus.dataset_dir(1024)), TOKENIZER_PATH=str(corpus.tokenizer_path(1024)),
                OMP_NUM_THREADS="1", GOLFPLAN_THREADS="1", RUN_ID="probe")
@@ -44,7 +46,7 @@ def data_env(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, dataset):
     """Two tiny runs with tidal: a legal one, and one whose artifact limit (100 kB) it exceeds."""
-    from golfplan.core.trainer import train
+    from golfplan.core.train.trainer import train
     from golfplan.registry import Registry
 
     root = tmp_path_factory.mktemp("runs")
@@ -67,14 +69,42 @@ def test_pack_is_deterministic_seed_free_and_is_the_code_size():
     assert pack(tiny_config(), Registry().instantiate({"tidal": {"warmup_frac": 0.3}})).code != a.code
     assert code_size(tiny_config(), techniques) == len(a.code)
     lines = a.code.decode("ascii").splitlines()
-    assert len(lines) == 2 and lines[0] == "import brotli as B,base64 as b"
-    assert lines[1].startswith("exec(B.decompress(b.b85decode(")
+    assert len(lines) == 4 and lines[:2] == ["import zpaq", "n=0"] and lines[3].startswith("exec(zpaq.decompress(")
+    digits = lines[2][lines[2].index('"""') + 3: lines[2].rindex('"""')]
+    assert digits and not set(digits) & set('"\\') and all(" " <= c <= "~" for c in digits)
     program = unpack(a.code)
-    assert "'golfplan.core.trainer':" in program and "'golfplan.plugins.tidal':" in program
-    for absent in ("golfplan.registry", "golfplan.check", "golfplan.cli", "golfplan.planner", "golfplan.core.packer",
+    assert "'golfplan.core.train.trainer':" in program and "'golfplan.plugins.tidal':" in program
+    for absent in ("golfplan.registry", "golfplan.check", "golfplan.cli", "golfplan.planner", "golfplan.core.export.packer",
                    "golfplan.plugins.parallel"):
         assert f"'{absent}" not in program, absent
     assert a.source_bytes > a.minified_bytes > len(a.code)
+
+
+REPO = Path(__file__).resolve().parents[1]
+CODE_LIMIT = 36_000  # the frontier's packed train_gpt.py at most (the record's: 31,999 B)
+
+
+def test_the_frontier_packs_within_its_code_budget(tmp_path):
+    """studies/frontier.yaml on 8xh100, configured as a run of it is, packs to at most CODE_LIMIT
+    bytes, and what only the library, the planner and the catalogue use is not in it."""
+    from golfplan.core.config import load_spec
+    from golfplan.core.hooks import compose
+    from golfplan.registry import Registry
+
+    (tmp_path / "fineweb_val_bytes_000000.bin").write_bytes(b"")  # case_ops checks the sidecar is there
+    spec = load_spec("8xh100", REPO / "studies" / "frontier.yaml",
+                     overrides={"data_path": str(tmp_path), "tokenizer_path": str(tmp_path / "tok.model")})
+    comp = compose(Registry().instantiate(spec.plugins), spec.config, spec.explicit)
+    packed = pack(comp.config, comp.techniques)
+    assert len(packed.code) <= CODE_LIMIT, f"{len(packed.code):,} B: see benchmarks/code_size.py for what costs it"
+    assert len(packed.code) == code_size(comp.config, comp.techniques)
+    assert {"golfplan.plugins.ttt_lora", "golfplan.plugins.gptq", "golfplan.core.train.trainer"} <= set(packed.modules)
+    assert not {"golfplan.core.data.corpus", "golfplan.core.yamlfile", "golfplan.core.export.shake"} & set(packed.modules)
+    program = unpack(packed.code)
+    for absent in ("source_result", "hook_reference", "RunSpec", "pydoc_data"):
+        assert absent not in program, absent
+    assert not re.search(r"def configure\(\w+,", program)  # no plugin's configure: the config is baked
+    assert "pluggy" in packed.third_party and "python_minifier" not in packed.third_party
 
 
 DRIVER = ("import json,runpy,sys\n"
@@ -93,7 +123,7 @@ def run_packed_file(python: str, script: Path, work: Path, env: dict[str, str]) 
     assert line, proc.stdout[-2000:] + proc.stderr[-3000:]
     code, mods = json.loads(line[len("MODULES="):])
     assert code == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "golfplan.core.trainer" in mods and "golfplan.plugins.tidal" in mods
+    assert "golfplan.core.train.trainer" in mods and "golfplan.plugins.tidal" in mods
     outside = {n: p for n, p in mods.items() if not str(p).startswith(str(script) + "/")}
     assert not outside, f"imported from outside the packed file: {outside}"
     assert (work / "logs" / "probe.txt").read_text().count("final_int8_zlib_roundtrip_exact val_loss:") == 1
@@ -125,6 +155,9 @@ def test_export_writes_the_submission_folder_and_its_script_reproduces_the_run(r
     script = folder / "train_gpt.py"
     assert sub["bytes_code"] == script.stat().st_size == result["code_bytes"]
     assert sub["bytes_total"] == result["artifact_bytes"] and sub["val_bpb"] == pytest.approx(result["val_bpb"])
+    import torch
+
+    assert sub["pytorch_version"] == torch.__version__  # from the run's start event
     for key in ("author", "github_id", "name", "blurb", "date", "track", "val_loss", "seeds", "seed_results",
                 "hardware", "pytorch_version", "compliance"):
         assert key in sub, key
@@ -133,7 +166,7 @@ def test_export_writes_the_submission_folder_and_its_script_reproduces_the_run(r
                    "ok   artifact", "ok   data", "SEED=1337"):
         assert needle in readme, needle
     reqs = (folder / "requirements.txt").read_text()
-    assert "brotli==" in reqs and "torch==" in reqs and "python-minifier" not in reqs and "golfplan" not in reqs
+    assert "zpaq==" in reqs and "torch==" in reqs and "python-minifier" not in reqs and "golfplan" not in reqs
     work = tmp_path / "rerun"
     again = run_packed_file(sys.executable, script, work, data_env(tmp_path))
     assert again["val_bpb"] == result["val_bpb"] and again["val_loss"] == result["val_loss"]
@@ -179,6 +212,27 @@ class PeekAtValidation(Technique):
         return {}
 
 
+class NeedsAMissingModule(Technique):
+    """An evaluation strategy that cannot run where it is checked: it imports what is not installed."""
+
+    name = "needs_a_missing_module"
+    summary = "evaluates with a module that is not installed"
+
+    @hookimpl
+    def evaluate(self, model, val, config, final):
+        import golfplan_no_such_module  # noqa: F401
+
+        return None
+
+
+def test_a_causality_probe_that_cannot_run_fails_the_legal_check():
+    from golfplan.check.legal import causality_rule
+
+    rule = causality_rule(tiny_config(), [NeedsAMissingModule()])
+    assert rule.status == "fail" and "could not run: ModuleNotFoundError" in rule.message, rule.message
+    assert causality_rule(tiny_config(), []).status == "pass"
+
+
 def test_data_probe_catches_calibration_on_validation_tokens(dataset):
     rule = data_probe(tiny_config(), [PeekAtValidation()])
     assert rule.status == "fail", rule.message
@@ -197,7 +251,7 @@ def test_significance_is_the_challenges_rule():
 
 def test_legal_report_on_several_seeds_gives_the_p_value(runs, tmp_path):
     """Two seeds of the same run against a far worse reference value: significant, with its p-value."""
-    from golfplan.cli.export import rebuild
+    from golfplan.check.legal import run_composition
 
     a, b = tmp_path / "s1", tmp_path / "s2"
     shutil.copytree(runs["legal"], a)
@@ -206,7 +260,8 @@ def test_legal_report_on_several_seeds_gives_the_p_value(runs, tmp_path):
     data["val_loss"] -= 0.001  # a second seed, a little better
     (b / "result.json").write_text(json.dumps(data))
     recs = load_runs([a, b])
-    config, techniques = rebuild(recs[0], [])
+    comp = run_composition(recs[0])
+    config, techniques = comp.config, comp.techniques
     report = check_legal(config, techniques, recs, reference=str(data["val_bpb"] * 1.1), probes=False)
     rule = report.rule("significance")
     assert rule.status == "pass" and report.p_value is not None and report.p_value < 0.01, rule.message
@@ -239,3 +294,17 @@ def test_exported_script_in_a_fresh_venv(runs, tmp_path, pip_cache):
     again = run_packed_file(py, folder / "train_gpt.py", tmp_path / "work", data_env(tmp_path))
     assert again["val_bpb"] == result["val_bpb"] and again["artifact_bytes"] == result["artifact_bytes"]
     print(f"fresh venv: setup {setup_s:.0f}s, run {time.perf_counter() - t0 - setup_s:.0f}s")
+
+
+def test_train_time_counts_calibration_as_the_run_accounts_it():
+    """``calibration_clock: inside`` charges the Hessians to the 600 s; ``after`` (the record's accounting)
+    charges the loop alone and reports the calibration apart."""
+    from golfplan.check.legal import train_time_rule
+    from golfplan.core.config import Config
+
+    run = {"train_time_s": 599.6, "calibration_s": 4.7, "device": "cuda:0", "world_size": 8, "ms_per_step": 121.3,
+           "capped_by": "wallclock"}
+    inside = train_time_rule(Config(calibration_clock="inside"), [run], {})
+    after = train_time_rule(Config(calibration_clock="after"), [run], {})
+    assert inside.status == "fail" and "604.3s training + calibration" in inside.message
+    assert after.status == "pass" and "599.6s training (calibration 4.7s after the timer" in after.message

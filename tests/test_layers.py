@@ -51,7 +51,7 @@ def imports_of(path: Path) -> set[str]:
                 base = ".".join(anchor + ([base] if base else []))
             if not base.startswith("golfplan"):
                 continue
-            for a in node.names:  # `from golfplan.core import corpus` imports the module golfplan.core.corpus
+            for a in node.names:  # `from golfplan.core.data import corpus` imports the module golfplan.core.data.corpus
                 sub = f"{base}.{a.name}"
                 out.add(sub if (PKG.parent / Path(*sub.split("."))).with_suffix(".py").exists() else base)
     out.discard(here)

@@ -3,7 +3,7 @@
 Rules (each passes, fails, warns or is skipped, with its figures):
 
 artifact      code + compressed model <= 16,000,000 bytes (``artifact_limit_bytes``). The code is
-              the packed ``train_gpt.py`` (:mod:`golfplan.core.packer`), byte for byte what
+              the packed ``train_gpt.py`` (:mod:`golfplan.core.export.packer`), byte for byte what
               ``golfplan export`` writes; the model is each run's artifact (measured), or the budget
               check's estimate when no run is given.
 data          training, calibration and the export read no validation shard, and evaluation reads
@@ -14,9 +14,11 @@ data          training, calibration and the export read no validation shard, and
               C extensions) and validation tokens reached through memory are not seen.
 causality     the evaluation strategy passes the causality probe (changing validation tokens after
               position t leaves every score up to t unchanged; a test-time-training strategy never
-              updates on a token before scoring it): ``golfplan.core.causality.causality_probe`` on
-              the shrunken model, for each technique with an ``evaluate`` hook (none: the default).
-train_time    the training loop plus calibration <= 600 s: measured where a run trained on the GPU;
+              updates on a token before scoring it): ``golfplan.check.causality.causality_probe`` on
+              the shrunken model, for each technique with an ``evaluate`` hook (none: the default);
+              a probe that cannot run fails.
+train_time    the training loop plus calibration <= 600 s (with ``calibration_clock: after``, the
+              record's accounting, the loop alone and calibration reported apart): measured where a run trained on the GPU;
               an estimate from the profile's measured ms/step (``golfplan.core.profiles``) where it
               did not; a wallclock cap of at most 600 s bounds it by construction.
 eval_time     the final evaluation <= 600 s, measured by the runs (on the CPU, a CPU measurement).
@@ -107,6 +109,14 @@ class RunRecord:
             return ""
 
     @property
+    def start(self) -> dict[str, Any]:
+        """The run's ``start`` event (``events.jsonl``: its versions, device, threads, ...); empty when
+        it has none."""
+        from golfplan.core.runlog import EVENTS_FILE, read_events
+
+        return next((e for e in read_events(self.path / EVENTS_FILE) if e.get("event") == "start"), {})
+
+    @property
     def eval_time_s(self) -> float | None:
         """The final evaluation's time: the result's ``eval_time_s`` where the run recorded one, else
         the ``eval_time:...ms`` of its last ``final_..._roundtrip`` log line."""
@@ -129,6 +139,26 @@ def load_runs(paths: Sequence[str | Path]) -> list[RunRecord]:
             except (OSError, ValueError) as e:
                 raise GolfplanError(f"{d}/result.json: cannot read it ({e})") from None
     return out
+
+
+def run_composition(run: RunRecord, plugin_paths: Sequence[str] = ()) -> Any:
+    """A finished run's composition (``golfplan.core.hooks.Composition``): its plugins as it ran them
+    and its configured config, from its ``result.json`` (already configured: ``configure`` is not
+    applied again). Plugin paths: the given ones and the run's own (a planner run's ``spec.json``)."""
+    from golfplan.core.config import Config, check_field, coerce_field
+    from golfplan.core.hooks import compose
+    from golfplan.registry import Registry
+
+    values = dict(run.result.get("config") or {})
+    for k, v in values.items():
+        check_field(k, v)
+    config = Config(**{k: coerce_field(k, v) for k, v in values.items()})
+    spec = run.path / "spec.json"
+    paths = list(plugin_paths)
+    if spec.is_file():
+        paths += [p for p in json.loads(spec.read_text()).get("plugin_path") or [] if p not in paths]
+    techniques = Registry(plugin_paths=paths).instantiate(run.result.get("plugins") or {})
+    return compose(techniques, config, configure=False)
 
 
 def reference_losses(text: str) -> tuple[list[float] | None, float | None, str]:
@@ -184,7 +214,7 @@ def significance(losses: Sequence[float], ref_losses: Sequence[float] | None = N
 
 _audit: list[tuple[str, str, str, str]] | None = None  # (kind, file, phase, who) while a probe records
 _hooked = False
-TRAINER = "golfplan.core.trainer"
+TRAINER = "golfplan.core.train.trainer"
 # The trainer's functions on the stack name the phase, first match wins: an evaluation inside
 # ``_finish`` is an evaluation; ``_data`` opening the validation split is the core's own load.
 PHASES = (({"evaluate"}, "evaluation"), ({"_calibrate", "batches"}, "calibration"), ({"_make_loader"}, "training"),
@@ -195,7 +225,7 @@ QUIET = ("golfplan.core.", "numpy", "torch", "importlib", "pathlib", "io", "code
 def _on_audit(event: str, args: tuple) -> None:
     if event != "open" or _audit is None or not args or not isinstance(args[0], (str, bytes, os.PathLike)):
         return
-    from golfplan.core.data import TRAIN_PATTERN, VAL_PATTERN
+    from golfplan.core.data.shards import TRAIN_PATTERN, VAL_PATTERN
 
     name = os.path.basename(os.fsdecode(args[0]))
     kind = "val" if fnmatch(name, VAL_PATTERN) else "train" if fnmatch(name, TRAIN_PATTERN) else None
@@ -218,9 +248,9 @@ def _on_audit(event: str, args: tuple) -> None:
 def data_probe(config: Any, techniques: Sequence[Any]) -> Rule:
     """Train the shrunken configuration a few steps and record which shards each phase opens."""
     global _audit, _hooked
-    from golfplan.core import corpus
+    from golfplan.core.data import corpus
     from golfplan.core.config import shrink
-    from golfplan.core.trainer import train
+    from golfplan.core.train.trainer import train
 
     small = shrink(config, steps=PROBE_STEPS).replace(allow_eager=True)
     if not small.data_path or not Path(small.data_path).is_dir():
@@ -250,23 +280,22 @@ def data_probe(config: Any, techniques: Sequence[Any]) -> Rule:
 
 def causality_rule(config: Any, techniques: Sequence[Any]) -> Rule:
     """Each evaluation strategy of the run (a technique with an ``evaluate`` hookimpl; none: the
-    default evaluation) through ``golfplan.core.causality.causality_probe``, on the shrunken model."""
-    try:
-        from golfplan.core.causality import causality_probe, probe_setup
-    except ImportError:
-        return Rule("causality", "skip", "no causality probe in this golfplan (golfplan.core.causality)")
+    default evaluation) through ``golfplan.check.causality.causality_probe``, on the shrunken model.
+    A probe that cannot run (the strategy or the model cannot be built, a module it needs is not
+    installed, it raises) fails the rule: a strategy the probe did not see is not shown causal."""
+    from golfplan.check.causality import causality_probe, probe_setup
     from golfplan.core.config import shrink
 
     small = shrink(config)
     strategies = [t for t in techniques if hasattr(getattr(t, "evaluate", None), "golfplan_impl")] or [None]
     checked = []
     for strategy in strategies:
-        model, val = probe_setup(small, [t.fresh() for t in techniques])
+        name = getattr(strategy, "name", "plain")
         try:
+            model, val = probe_setup(small, [t.fresh() for t in techniques])
             verdict = causality_probe(strategy.fresh() if strategy is not None else None, model, val, small)
-        except Exception as e:  # noqa: BLE001 - a strategy that breaks under the probe is not shown causal
-            return Rule("causality", "fail", f"the probe of {getattr(strategy, 'name', 'plain')} raised "
-                                             f"{type(e).__name__}: {e}")
+        except Exception as e:  # noqa: BLE001 - whatever stops the probe, the strategy is not shown causal
+            return Rule("causality", "fail", f"the probe of {name} could not run: {type(e).__name__}: {e}")
         if not verdict.ok:
             return Rule("causality", "fail", f"{verdict.strategy}: {verdict.violation}")
         checked.append(verdict.strategy)
@@ -318,12 +347,18 @@ def train_time_rule(config: Any, runs: Sequence[RunRecord], est: dict[str, Any])
         estimate = est["steps"] * ms / 1000.0 + (config.calibration_reserve_seconds if cap <= 0 else 0.0)
     note = (f"; estimate on the profile's hardware {estimate:.0f}s ({est['steps']} steps at ~{ms:.0f} ms/step, the "
             f"profile's measured figure scaled by parameters)" if estimate is not None else "")
+    after = getattr(config, "calibration_clock", "inside") == "after"  # the record's accounting: Hessians after the timer
     if runs:
-        worst = max(runs, key=lambda r: r.get("train_time_s", 0.0) + r.get("calibration_s", 0.0))
-        t = worst.get("train_time_s", 0.0) + worst.get("calibration_s", 0.0)
+        def charged(r: RunRecord) -> float:
+            return r.get("train_time_s", 0.0) + (0.0 if after else r.get("calibration_s", 0.0))
+
+        worst = max(runs, key=charged)
+        t = charged(worst)
         gpu = "cuda" in str(worst.get("device", ""))
         slack = (worst.get("ms_per_step") or 0.0) / 1000.0 if worst.get("capped_by") == "wallclock" else 0.0
-        measured = (f"{t:.1f}s training + calibration measured on {hardware_of(worst)} (slowest of {len(runs)} run(s)"
+        what = (f"training (calibration {worst.get('calibration_s', 0.0):.1f}s after the timer: calibration_clock after)"
+                if after else "training + calibration")
+        measured = (f"{t:.1f}s {what} measured on {hardware_of(worst)} (slowest of {len(runs)} run(s)"
                     f"{'; the last step may pass the cap' if slack else ''})")
         if gpu or estimate is None:
             label = "" if gpu else " (a CPU measurement: no GPU figure for this profile)"
@@ -333,8 +368,8 @@ def train_time_rule(config: Any, runs: Sequence[RunRecord], est: dict[str, Any])
         return Rule("train_time", "pass" if ok else "fail", f"{measured}{note}" + ("; capped at "
                     f"{cap:g}s by max_wallclock_seconds" if cap > 0 else ""))
     if cap > 0:
-        return Rule("train_time", "pass", f"capped at {cap:g}s by max_wallclock_seconds (calibration inside the cap"
-                                          f"){note}")
+        where = "after the timer: calibration_clock after" if after else "inside the cap"
+        return Rule("train_time", "pass", f"capped at {cap:g}s by max_wallclock_seconds (calibration {where}){note}")
     if estimate is None:
         return Rule("train_time", "warn", f"no wallclock cap and no measured ms/step for this profile: "
                                           f"{config.iterations} steps, time unknown")
@@ -380,7 +415,7 @@ _probe_verdicts: dict[str, Rule] = {}
 
 def _probed(rule: str, config: Any, techniques: Sequence[Any]) -> Rule:
     """A probe's verdict, once per configuration and process (``golfplan export`` and its check share it)."""
-    from golfplan.core.packer import bake
+    from golfplan.core.export.packer import bake
 
     key = json.dumps([rule, config.data_path, bake(config, techniques)], sort_keys=True, default=str)
     if key not in _probe_verdicts:
@@ -392,7 +427,7 @@ def check_legal(config: Any, techniques: Sequence[Any], runs: Sequence[RunRecord
                 probes: bool = True, log: Callable[[Rule], None] | None = None) -> LegalReport:
     """Every rule for ``config`` (as the trainer runs it: after ``configure``) and ``techniques``,
     judged on ``runs`` where given (their measured figures), else on estimates."""
-    from golfplan.core.pack import code_size
+    from golfplan.core.export.pack import code_size
 
     report = LegalReport()
     runs = [r for r in runs if r.result.get("status") == "complete"] or list(runs)

@@ -1,8 +1,8 @@
 """The trace check: the composed model, trained by the trainer's own step under
 ``torch.compile(fullgraph=True, backend="eager")`` on the CPU, through the run's progress.
 
-The model (a shrunken copy of the run's config) is primed with ``golfplan.core.step.prime`` as a
-run is, then trained with ``golfplan.core.step.Step`` at progress 0, 0.25, ... 1.0 with dynamo's
+The model (a shrunken copy of the run's config) is primed with ``golfplan.core.train.step.prime`` as a
+run is, then trained with ``golfplan.core.train.step.Step`` at progress 0, 0.25, ... 1.0 with dynamo's
 ``error_on_recompile`` on: a forward that does not trace, a graph that changes after priming
 (a module swapped mid-run, a Python branch on progress) or a parameter set that changes is caught
 and reported with the tracer's first line. Every build uses fresh plugin instances.
@@ -39,8 +39,9 @@ def dynamo_isolated() -> Iterator[None]:
 def trace_techniques(config: Any, techniques: Sequence[Any]) -> None:
     """Trace forward + loss of the composed model under ``fullgraph=True`` through the run's progress.
 
-    ``config`` is the run's config with the plugins' ``configure`` overrides already applied
-    (``golfplan.core.hooks.apply_configure``); it is shrunk here.
+    ``config`` is the run's config with the plugins' ``configure`` overrides already applied (the
+    run's ``golfplan.core.hooks.Composition``); it is shrunk here, and the techniques are built
+    fresh on it.
 
     Raises CheckFailed (first line of the tracer's reason) when the forward does not trace,
     recompiles after priming, or the parameter set changes mid-run.
@@ -48,13 +49,13 @@ def trace_techniques(config: Any, techniques: Sequence[Any]) -> None:
     import torch
     import torch._dynamo as dynamo
 
-    from golfplan.core.hooks import build_model, resolve
-    from golfplan.core.optim import build_optimizers
+    from golfplan.core.hooks import build_model, compose
+    from golfplan.core.train.optim import build_optimizers
     from golfplan.core.state import Clock
-    from golfplan.core.step import Step, prime
+    from golfplan.core.train.step import Step, prime
 
     small = shrink(config, steps=20)
-    hooks = resolve([t.fresh() for t in techniques])
+    hooks = compose([t.fresh() for t in techniques], small, configure=False).hooks
     torch.manual_seed(0)
     model = build_model(hooks, small)
     model.train()
@@ -91,8 +92,8 @@ def _trace_batch(hooks: Any, config: Any) -> tuple:
     import torch
 
     if hooks.pm.hook.train_loader.get_hookimpls():
-        from golfplan.core.step import unpack
-        from golfplan.core.trainer import resolve_data
+        from golfplan.core.train.step import unpack
+        from golfplan.core.train.trainer import resolve_data
 
         data = resolve_data(config, True, lambda m: None)
         loader = hooks.pm.hook.train_loader(config=data, rank=0, world_size=1, device=torch.device("cpu"))

@@ -1,10 +1,12 @@
-"""``golfplan data``: build the embedded dataset, or fetch the challenge's shards."""
+"""``golfplan data``: build the embedded dataset (or its CaseOps variant), fetch the challenge's
+shards, or convert shards to CaseOps."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from golfplan.cli.options import EXIT_OK, positive_int
@@ -16,11 +18,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     b = dsub.add_parser("build", help="build the embedded default dataset (Python's own docs) now")
     b.add_argument("--vocab-size", type=positive_int, default=1024)
+    b.add_argument("--caseops", action="store_true", help="its CaseOps variant (the case_ops plugin's data)")
     b.add_argument("--force", action="store_true", help="rebuild even when cached")
     b.set_defaults(func=cmd_data_build)
     i = dsub.add_parser("info", help="where the embedded dataset lives and what it holds")
     i.add_argument("--vocab-size", type=positive_int, default=1024)
+    i.add_argument("--caseops", action="store_true", help="its CaseOps variant")
     i.set_defaults(func=cmd_data_info)
+    c = dsub.add_parser("caseops", help="convert shards (the challenge's sp8192) to CaseOps shards + byte sidecar")
+    c.add_argument("--data", required=True, help="folder of the shards to convert")
+    c.add_argument("--tokenizer", required=True, help="the SentencePiece model they were made with")
+    c.add_argument("--out", required=True, help="folder for the CaseOps shards, sidecar and tokenizer.model")
+    c.add_argument("--caseops-tokenizer", help="the CaseOps tokenizer to use (the record's "
+                                                "fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model); "
+                                                "default: train one on the converted text")
+    c.add_argument("--vocab-size", type=positive_int, default=0, help="of a tokenizer trained here (default: the source's)")
+    c.add_argument("--tokenizer-docs", type=positive_int, default=20_000, help="training documents it is trained on")
+    c.add_argument("--train-shards", type=positive_int, default=0, help="training shards to convert (default: all)")
+    c.set_defaults(func=cmd_data_caseops)
     f = dsub.add_parser("fetch", help="download the challenge's FineWeb shards (needs huggingface_hub)")
     f.add_argument("--variant", default="sp1024", help="tokenizer variant: sp1024, sp4096, sp8192")
     f.add_argument("--train-shards", type=positive_int, default=1, help="number of training shards (100M tokens each)")
@@ -30,21 +45,47 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.set_defaults(func=cmd_data_fetch)
 
 
-def cmd_data_build(args: argparse.Namespace) -> int:
-    from golfplan.core import corpus
+def _transform(args: argparse.Namespace):
+    from golfplan.plugins.case_ops import TRANSFORM
 
-    path = corpus.build(args.vocab_size, force=args.force)
-    print(json.dumps({"path": str(path)} | corpus.meta(args.vocab_size), indent=2))
+    return TRANSFORM if args.caseops else None
+
+
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from golfplan.core.data import corpus
+
+    transform = _transform(args)
+    path = corpus.build(args.vocab_size, force=args.force, transform=transform,
+                        log=lambda m: print(m, file=sys.stderr))  # standard output: the JSON alone
+    print(json.dumps({"path": str(path)} | corpus.meta(args.vocab_size, transform.name if transform else ""), indent=2))
     return EXIT_OK
 
 
 def cmd_data_info(args: argparse.Namespace) -> int:
-    from golfplan.core import corpus
+    from golfplan.core.data import corpus
 
-    if not corpus.is_built(args.vocab_size):
-        print(f"not built yet: {corpus.dataset_dir(args.vocab_size)} (golfplan data build --vocab-size {args.vocab_size})")
+    variant = "caseops" if args.caseops else ""
+    if not corpus.is_built(args.vocab_size, variant):
+        print(f"not built yet: {corpus.dataset_dir(args.vocab_size, variant)} (golfplan data build --vocab-size "
+              f"{args.vocab_size}{' --caseops' if variant else ''})")
         return EXIT_OK
-    print(json.dumps({"path": str(corpus.dataset_dir(args.vocab_size))} | corpus.meta(args.vocab_size), indent=2))
+    print(json.dumps({"path": str(corpus.dataset_dir(args.vocab_size, variant))} | corpus.meta(args.vocab_size, variant),
+                     indent=2))
+    return EXIT_OK
+
+
+def cmd_data_caseops(args: argparse.Namespace) -> int:
+    from golfplan.core.data import corpus
+    from golfplan.plugins.case_ops import TRANSFORM
+
+    out = Path(args.out)
+    target = Path(args.caseops_tokenizer) if args.caseops_tokenizer else None
+    if target is not None and not target.is_file():
+        raise GolfplanError(f"--caseops-tokenizer {target}: no such file")
+    meta = corpus.convert(Path(args.data), Path(args.tokenizer), TRANSFORM, out, target, args.vocab_size,
+                          args.tokenizer_docs, args.train_shards)
+    print(json.dumps({"path": str(out)} | meta, indent=2))
+    print(f"done: golfplan run --plugins case_ops --data {out} --tokenizer {out / 'tokenizer.model'}")
     return EXIT_OK
 
 

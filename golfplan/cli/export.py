@@ -1,9 +1,9 @@
-"""``golfplan export``: a finished run as the challenge's submission folder; ``golfplan check --legal``.
+"""``golfplan export``: a finished run as the challenge's submission folder.
 
 ``golfplan export RUN_DIR [RUN_DIR ...]`` (or ``--study NAME`` for a study's best trial) writes
 ``OUT/<date>_<name>/`` shaped like the challenge's ``records/track_10min_16mb/<date>_<name>/``:
 
-    train_gpt.py        the packed, self-contained script (golfplan.core.packer): its length is the
+    train_gpt.py        the packed, self-contained script (golfplan.core.export.packer): its length is the
                         code bytes the run reported
     submission.json     the challenge's fields (author, github_id, name, blurb, date, val_loss,
                         val_bpb, bytes_total, bytes_code, seeds, seed_results, ...) and the legal
@@ -27,7 +27,7 @@ import re
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from golfplan.cli.options import EXIT_FAILED, EXIT_OK, add_plugin_path
 from golfplan.core.errors import GolfplanError
@@ -108,30 +108,11 @@ def study_runs(name: str, storage_url: str | None) -> tuple[list[str], list[str]
     return dirs, list(d.plugin_path)
 
 
-def rebuild(run: Any, plugin_paths: list[str]) -> tuple[Any, list[Any]]:
-    """The configured Config and the technique instances of a finished run (from its result.json)."""
-    from golfplan.core.config import Config, check_field, coerce_field
-    from golfplan.registry import Registry
-
-    values = dict(run.result.get("config") or {})
-    for k, v in values.items():
-        check_field(k, v)
-    config = Config(**{k: coerce_field(k, v) for k, v in values.items()})
-    spec = run.path / "spec.json"  # the planner's runs: their plugin paths
-    paths = list(plugin_paths)
-    if spec.is_file():
-        paths += [p for p in json.loads(spec.read_text()).get("plugin_path") or [] if p not in paths]
-    return config, Registry(plugin_paths=paths).instantiate(run.result.get("plugins") or {})
-
-
 # ---- the folder ------------------------------------------------------------------------------
 
 def _versions(run: Any) -> dict[str, str]:
-    m = re.search(r"^# versions: (\{.*\})$", run.log_text, re.M)
-    try:
-        return json.loads(m.group(1)) if m else {}
-    except ValueError:
-        return {}
+    """The run's library versions, from its ``start`` event (empty for a run that recorded none)."""
+    return dict(run.start.get("versions") or {})
 
 
 def _slug(text: str) -> str:
@@ -196,7 +177,7 @@ def readme(sub: dict[str, Any], runs: list[Any], config: Any, techniques: list[A
 
     from golfplan.check.legal import format_rule
     from golfplan.core.config import Config
-    from golfplan.core.packer import DROPPED_KEYS
+    from golfplan.core.export.packer import DROPPED_KEYS
 
     n = len(runs)
     std = f", std {sub['val_bpb_std']:.5f}" if "val_bpb_std" in sub else ""
@@ -239,18 +220,45 @@ def readme(sub: dict[str, Any], runs: list[Any], config: Any, techniques: list[A
                      f"TOKENIZER_PATH=./data/tokenizers/fineweb_{v}_bpe.model SEED={r.seed} RUN_ID=seed{r.seed} "
                      f"torchrun --standalone --nproc_per_node={r.get('world_size', 1)} train_gpt.py")
     lines += ["```", "", "`train_gpt.py` writes `logs/$RUN_ID.txt`, and the artifact and `result.json` in the working "
-              "directory. With neither DATA_PATH nor the challenge's `./data` layout it trains on golfplan's "
-              "embedded dataset.", "", "## Files", "",
-              f"- `train_gpt.py`: the packed script ({sub['bytes_code']:,} bytes: golfplan's core and the plugins "
-              "above, minified with python-minifier, brotli-11, base85, self-extracting)",
+              "directory. It needs DATA_PATH and TOKENIZER_PATH, or the challenge's `./data` layout (golfplan's "
+              "embedded dataset: `golfplan data info` says where it is).", "", "## Files", "",
+              f"- `train_gpt.py`: the packed script ({sub['bytes_code']:,} bytes: what the run reaches of golfplan's "
+              "core and the plugins above, minified with python-minifier, ZPAQ-compressed, base-93, self-extracting)",
               *[f"- `train_seed{r.seed}.log`: seed {r.seed}'s training log" for r in runs],
               "- `submission.json`, `requirements.txt`"]
     return "\n".join(lines) + "\n"
 
 
+def requirements(third_party: Sequence[str]) -> list[str]:
+    """``requirements.txt`` lines for a packed file: zpaq (it decompresses itself) and every
+    distribution its modules import, pinned to the versions installed here (torch without its
+    local build tag: install the build for your machine). Imports of packages not installed here
+    (optional ones) become comments."""
+    import importlib.metadata as md
+
+    dists = md.packages_distributions()
+    lines: dict[str, str] = {}
+    missing: list[str] = []
+    for top in sorted(set(third_party) | {"zpaq"}):
+        names = dists.get(top)
+        if not names:
+            missing.append(top)
+            continue
+        dist = names[0]
+        version = md.version(dist)
+        local = version.partition("+")
+        pin = f"{dist}=={local[0]}"
+        if local[2]:
+            pin += f"  # built and run with {version}; install the build for your machine"
+        lines[dist.lower()] = pin
+    out = [lines[k] for k in sorted(lines)]
+    out += [f"# optional, not installed where this was packed: {m}" for m in missing]
+    return out
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    from golfplan.check.legal import check_legal, format_rule
-    from golfplan.core.packer import pack, requirements
+    from golfplan.check.legal import check_legal, format_rule, run_composition
+    from golfplan.core.export.packer import pack
 
     if bool(args.runs) == bool(args.study):
         raise GolfplanError("give run directories or --study NAME (one of them)")
@@ -259,7 +267,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         paths, study_paths = study_runs(args.study, args.storage)
         plugin_paths += study_paths
     runs = gather(paths)
-    config, techniques = rebuild(runs[0], plugin_paths)
+    comp = run_composition(runs[0], plugin_paths)
+    config, techniques = comp.config, comp.techniques
     packed = pack(config, techniques)
     code = len(packed.code)
     measured = runs[0].get("code_bytes")
@@ -285,31 +294,3 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"exported {len(runs)} seed(s) to {folder}: val_bpb {sub['val_bpb']:.5f}, {sub['bytes_total']:,} bytes "
           f"(train_gpt.py {code:,})" + ("" if legal.ok else f"; LEGAL CHECK FAILED: {legal.reason}"))
     return EXIT_OK
-
-
-def cmd_legal(args: argparse.Namespace) -> int:
-    """``golfplan check --legal``: on ``--run`` directories (measured), else on the configuration."""
-    from golfplan.check.legal import check_legal, format_rule, load_runs
-
-    if args.run:
-        runs = load_runs(args.run)
-        config, techniques = rebuild(runs[0], list(args.plugin_path))
-        what = f"{len(runs)} run(s) in {', '.join(args.run)}"
-    else:
-        from golfplan.cli.options import spec_from_args
-        from golfplan.core.hooks import apply_configure, resolve
-        from golfplan.registry import Registry
-
-        spec = spec_from_args(args)
-        techniques = Registry(plugin_paths=spec.plugin_paths).instantiate(spec.plugins)
-        config, runs = apply_configure(resolve(techniques), spec.config, spec.explicit), []
-        what = f"{', '.join(spec.plugins) or 'baseline'} on profile {spec.profile} (estimates: no run given)"
-    if not args.json:
-        print(f"golfplan check --legal: {what}")
-    report = check_legal(config, techniques, runs, reference=args.reference,
-                         log=None if args.json else (lambda r: print(format_rule(r), flush=True)))
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print("legal: every rule holds" if report.ok else f"not legal: {report.reason}")
-    return EXIT_OK if report.ok else EXIT_FAILED

@@ -17,6 +17,8 @@ VERDICT_IN_RESULT = "GOLFPLAN_VERDICT_IN_RESULT"  # set for the workers launch_t
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from golfplan.cli.check import add_check_timeout
+
     p = sub.add_parser("run", help="train one model, as the challenge's train_gpt.py does",
                        description="Train one model. Prints val_loss, val_bpb (after the artifact round trip), "
                                    "steps, ms/step and artifact bytes; writes a run directory.")
@@ -28,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nproc", type=positive_int, default=1, help="processes (GPUs) to train on, through torchrun")
     p.add_argument("--no-check", action="store_true", help="skip the preflight checks")
     p.add_argument("--check-json", metavar="FILE", help="also write the preflight's report to FILE as JSON")
+    add_check_timeout(p)
     p.add_argument("--json", action="store_true",
                    help="print the result as JSON on standard output (the log goes to standard error)")
     p.set_defaults(func=cmd_run)
@@ -39,7 +42,7 @@ def default_run_name(plugins: dict) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from golfplan.core.runtime import torchrun_env
+    from golfplan.core.train.runtime import torchrun_env
 
     spec = spec_from_args(args)
     registry = registry_for(spec.plugin_paths)
@@ -48,7 +51,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_check:
         from golfplan.check import preflight
 
-        report = preflight(spec, registry, quiet=not rank0, world_size=args.nproc if args.nproc > 1 else None)
+        report = preflight(spec, registry, quiet=not rank0, world_size=args.nproc if args.nproc > 1 else None,
+                           timeout_s=args.check_timeout)
         if args.check_json and rank0:
             Path(args.check_json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.check_json).write_text(json.dumps(report.to_dict(), indent=2))
@@ -57,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_dir = Path(args.out) / (args.name or os.environ.get("GOLFPLAN_RUN_NAME") or default_run_name(spec.plugins))
     if args.nproc > 1 and env is None:
         return launch_torchrun(args, run_dir)
-    from golfplan.core.trainer import train
+    from golfplan.core.train.trainer import train
 
     techniques = registry.instantiate(spec.plugins)
     result = train(spec.config, techniques, run_dir=run_dir, explicit=spec.explicit,
@@ -69,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             print_summary(result)
     if env is not None:
-        from golfplan.core.runtime import leave_distributed
+        from golfplan.core.train.runtime import leave_distributed
 
         # Under our own launcher a finished run's verdict travels in result.json (read by
         # launch_torchrun), so torchrun does not report a failed verdict as a crashed job.

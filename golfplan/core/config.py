@@ -56,6 +56,11 @@ class Config:
     max_wallclock_seconds: float = 600.0  # 0: no cap (the run is capped by iterations alone)
     time_limit_seconds: float = 0.0  # a run still training after this long fails (timeout); 0: none
     calibration_reserve_seconds: float = 0.0  # of the wallclock cap, kept for calibration (GPTQ's Hessians)
+    # how calibration (GPTQ's Hessians, on training tokens) is accounted: "inside" the training clock
+    # (train loop + calibration <= the cap: the strict reading of the challenge's "Reproducibly run in
+    # under 10 minutes on 8xH100s"), or "after" it (the 1.0611 record's: the loop's 600 s timer alone,
+    # calibration logged apart; its 599.6 s + 4.7 s were accepted)
+    calibration_clock: str = "inside"
     seed: int = 1337
     grad_accum_steps: int = 0  # 0: 8 // world_size, as the baseline
     # evaluation
@@ -126,6 +131,7 @@ FIELD_NAMES = tuple(FIELD_TYPES)
 CHOICES = {
     "compile": ("auto", "on", "off"),
     "dtype": ("auto", "bf16", "fp32"),
+    "calibration_clock": ("inside", "after"),
 }
 
 

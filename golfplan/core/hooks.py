@@ -1,9 +1,17 @@
-"""The plugin manager of a run and the one-time resolution of its hooks.
+"""The plugin manager of a run, the one-time resolution of its hooks, and the run's composition.
 
 ``make_manager`` registers the core defaults (``trylast``) and the run's technique
 instances, then calls ``pm.check_pending()`` so a misspelt hook name fails loudly.
 ``resolve`` turns the manager into plain callables (``Hooks``), once per run: the
 trainer never dispatches through pluggy inside the step loop.
+
+``compose(techniques, config)`` is the one place a run's plugins are put together: resolved, then
+configured (every plugin's ``configure`` applied to the config, once), and judged eager or
+compiled. The trainer, ``golfplan check`` (its static stage configures; its trace, smoke run and
+budget compose fresh instances of the same plugins on the configured config, ``configure=False``),
+``golfplan check --legal`` and ``golfplan export`` (a finished run's configured config) all go
+through it. A packed train_gpt.py
+bakes the configured config, so there ``configure`` never runs (and is not packed).
 """
 
 from __future__ import annotations
@@ -18,9 +26,10 @@ from torch import nn
 from golfplan.core import hookspecs
 from golfplan.core.config import FIELD_TYPES, Config, coerce_field
 from golfplan.core.errors import ConfigError, PluginError, closest
-from golfplan.core.model import (GPT, MLP, Block, CausalSelfAttention, ForwardFns, LayerOrder, Parts, SkipAdd, Stack,
+from golfplan.core.model.gpt import (GPT, MLP, Block, CausalSelfAttention, ForwardFns, LayerOrder, Parts, SkipAdd, Stack,
                                  relu2, unet_order)
-from golfplan.core.optim import baseline_optimizer, baseline_role, zeropower_via_newtonschulz5
+from golfplan.core.train.optim import baseline_optimizer, baseline_role, zeropower_via_newtonschulz5
+from golfplan.core.export.pack import PACKED
 from golfplan.core.state import Clock
 from golfplan.core.technique import PROJECT, Technique, hookimpl
 
@@ -103,8 +112,8 @@ def make_manager(techniques: Sequence[Technique]) -> pluggy.PluginManager:
         pm.register(t, name=t.name)
     try:
         pm.check_pending()
-    except pluggy.PluginValidationError as e:
-        raise PluginError(_pending_message(e, pm)) from None
+    except pluggy.PluginValidationError as e:  # (a packed file's plugins were validated when it was packed)
+        raise PluginError(str(e) if PACKED else _pending_message(e, pm)) from None
     return pm
 
 
@@ -197,6 +206,31 @@ def apply_configure(hooks: Hooks, config: Config, explicit: set[str] | frozenset
     return config.replace(**{k: v for k, (_, v) in setters.items()})
 
 
+@dataclass
+class Composition:
+    """A run's plugins, composed once: the technique instances, their resolved hooks and the config
+    after every plugin's ``configure``."""
+
+    techniques: list[Technique]
+    hooks: Hooks
+    config: Config
+
+    @property
+    def eager_reasons(self) -> list[str]:
+        """Why the run cannot compile: one line per compile-unsafe technique (empty: it can)."""
+        return [f"{t.name}: {t.unsafe_reason or 'not compile-safe'}" for t in self.techniques if not t.compile_safe]
+
+
+def compose(techniques: Sequence[Technique], config: Config, explicit: set[str] | frozenset[str] = frozenset(),
+            configure: bool = True) -> Composition:
+    """Resolve the techniques' hooks and, unless ``configure`` is False (the config is already the
+    configured one: a rebuilt run, a packed file), apply their ``configure`` overrides."""
+    hooks = resolve(techniques)
+    if configure and not PACKED:
+        config = apply_configure(hooks, config, explicit)
+    return Composition(list(techniques), hooks, config)
+
+
 def collect(caller: Any, **kwargs: Any) -> list[Any]:
     """Every non-None result of a collecting hook, in the order the plugins were given (pluggy
     itself calls the last registered first)."""
@@ -230,7 +264,7 @@ def build_model(hooks: Hooks, config: Config) -> GPT:
         taps = collect(h.attention_taps, config=config, layer_idx=i)
         if taps:
             if not isinstance(getattr(attn, "taps", None), nn.ModuleList):
-                raise PluginError(f"attention taps need an attention built on golfplan.core.model.CausalSelfAttention; "
+                raise PluginError(f"attention taps need an attention built on golfplan.core.model.gpt.CausalSelfAttention; "
                                   f"layer {i}'s is {type(attn).__name__}")
             attn.taps.extend(taps)
         mlp = h.build_mlp(config=config, layer_idx=i, activation=act)

@@ -11,9 +11,9 @@ the graph by themselves (what their functions do can). Per-step hooks
 (``lr_schedule``, ``wd_schedule``, ``after_backward``, ``on_step``) are resolved
 to plain callables and run outside the compiled region; they must not force a
 GPU sync (no ``.item()``, no Python branch on a tensor value). End-of-run hooks run once
-the loop ends: ``on_train_end`` (swap in averaged weights), ``calibrate`` (inside the training
-clock), the export chain (``quantize_tensor``, ``export_postpass``, ``compressor``) and the
-evaluation strategy (``evaluate``).
+the loop ends: ``on_train_end`` (swap in averaged weights), ``calibrate`` (on the training
+clock, or after it: ``calibration_clock``), the export chain (``quantize_tensor``,
+``export_postpass``, ``compressor``) and the evaluation strategy (``evaluate``).
 
 ``golfplan hooks`` prints this reference; ``golfplan hooks NAME`` one hook in full.
 
@@ -51,7 +51,7 @@ def configure(config):
 def build_attention(config, layer_idx):
     """Model build, once per layer: return the attention module, or None for the default.
 
-    The default is ``golfplan.core.model.CausalSelfAttention``. Used by: head_pruning.
+    The default is ``golfplan.core.model.gpt.CausalSelfAttention``. Used by: head_pruning.
     """
 
 
@@ -67,7 +67,7 @@ def activation(config):
 def build_mlp(config, layer_idx, activation):
     """Model build, once per layer: return the MLP module, or None for the default.
 
-    The default is ``golfplan.core.model.MLP`` with ``activation``. Used by: swiglu.
+    The default is ``golfplan.core.model.gpt.MLP`` with ``activation``. Used by: swiglu.
     """
 
 
@@ -75,7 +75,7 @@ def build_mlp(config, layer_idx, activation):
 def build_block(config, layer_idx, attn, mlp):
     """Model build, once per layer: return the block wiring ``attn`` and ``mlp``, or None.
 
-    A block is a ``golfplan.core.model.Block`` subclass (``forward(x, x0, ctx)``).
+    A block is a ``golfplan.core.model.gpt.Block`` subclass (``forward(x, x0, ctx)``).
     The default is the baseline's sequential pre-norm block. Used by: attention_recycling,
     parallel.
     """
@@ -103,7 +103,7 @@ def build_embed(config):
 
 @hookspec
 def attention_taps(config, layer_idx):
-    """Model build, once per layer: return a ``golfplan.core.model.AttentionTap`` for this
+    """Model build, once per layer: return a ``golfplan.core.model.gpt.AttentionTap`` for this
     layer's attention, or None.
 
     A tap's ``qkv(q, k, v, x, ctx)`` runs just before attention (after RoPE and the q gain),
@@ -134,7 +134,7 @@ def skip_merge(config, num_skips):
 
 @hookspec(firstresult=True)
 def build_stack(config, orders, merge):
-    """Model build: return the ``golfplan.core.model.Stack`` (subclass) that runs the blocks, or None.
+    """Model build: return the ``golfplan.core.model.gpt.Stack`` (subclass) that runs the blocks, or None.
 
     ``orders`` and ``merge`` are what ``layer_orders`` and ``skip_merge`` gave; a stack calls
     ``block.attn_out``/``block.mlp_out`` when it needs the branches separately. The default runs
@@ -272,7 +272,8 @@ def wd_schedule(clock, config):
 def after_backward(model, clock):
     """Every step, after the gradients of all micro-steps are accumulated, before the optimizer step.
 
-    Touch gradients in place. Used by: canopy, ema, mycorrhizal, thermal_vent.
+    Touch gradients in place (the step's LRs and Muon momentum are already set: a technique may
+    still change them here). Used by: canopy, ema, muon_momentum, mycorrhizal, thermal_vent.
     """
 
 
@@ -280,7 +281,7 @@ def after_backward(model, clock):
 def on_step(model, optimizers, clock):
     """Every step, after the optimizer step: edit weights in place (``torch.no_grad`` is active).
 
-    Used by: canopy, controlled_burn, depth_recurrence, ema, head_pruning, mutation_decay,
+    Used by: canopy, controlled_burn, depth_recurrence, ema, head_pruning, muon_momentum, mutation_decay,
     progressive_growing, qat, swa, synaptic_scaling, weight_perturbation.
     """
 
@@ -293,8 +294,9 @@ def train_loader(config, rank, world_size, device):
     """Run start (and again after priming): return the training-batch loader, or None.
 
     A loader has ``next_batch(global_tokens, seq_len, grad_accum)`` returning ``(x, y)`` or
-    ``(x, y, extras)``; ``extras`` (e.g. ``{"segments": ...}``, a document index per position)
-    are passed to the model's forward and reach attention. Its optional
+    ``(x, y, extras)``; ``extras`` (``segments``, a document index per position, and
+    ``cu_seqlens`` for flash varlen: ``golfplan.core.model.attention.doc_extras``) are passed to the
+    model's forward and reach attention. Its optional
     ``batch_extras(x) -> dict`` gives the same extras for any batch (evaluation and
     calibration use it). The default is the baseline's ``DistributedTokenLoader``.
     Used by: doc_packing.
@@ -313,12 +315,13 @@ def on_train_end(model, optimizers, clock):
 
 @hookspec
 def calibrate(model, batches, config):
-    """After ``on_train_end``, inside the training clock: return statistics for the export chain
+    """After ``on_train_end``, on the training clock (see below): return statistics for the export chain
     (``{name: tensor}``, e.g. GPTQ's Hessians), or None.
 
     ``batches`` is an iterator of training batches ``(x, y, extras)`` from a fresh training
-    loader: calibration never sees validation tokens. The time it takes is charged to the
-    wallclock budget (``calibration_reserve_seconds`` of the cap is kept for it) and logged.
+    loader: calibration never sees validation tokens. The time it takes is logged, and charged to
+    the wallclock budget (``calibration_reserve_seconds`` of the cap is kept for it) or, with
+    ``calibration_clock: after`` (the record's accounting), reported after the training clock.
     The statistics of every plugin are merged into one dict. Used by: gptq.
     """
 
@@ -326,14 +329,14 @@ def calibrate(model, batches, config):
 @hookspec(firstresult=True)
 def quantize_tensor(name, tensor, group, stats, config):
     """Export chain, once per stored float tensor (tensors sharing storage once): return a
-    :class:`golfplan.core.quant.QTensor` of the tensor's shape, or None to leave it to the next
+    :class:`golfplan.core.export.quant.QTensor` of the tensor's shape, or None to leave it to the next
     plugin and finally to the default.
 
-    ``group`` is the tensor's role by the core rule (``golfplan.core.quant.tensor_group``):
+    ``group`` is the tensor's role by the core rule (``golfplan.core.export.quant.tensor_group``):
     ``attn``, ``mlp``, ``embed``, ``gate``, ``small`` or ``other``; ``stats`` is what the
     ``calibrate`` hooks returned. ``tensor`` may be on the training device, or a meta tensor when
     the budget estimate sizes the chain without data: then return the layout only
-    (``golfplan.core.quant.planned``). Non-float tensors are stored as they are and never reach
+    (``golfplan.core.export.quant.planned``). Non-float tensors are stored as they are and never reach
     this hook. The default is the challenge's: int8 per row with an fp16 scale for tensors over
     65,536 elements, fp16 below (control tensors fp32). Used by: gptq, gptq_lite, mixed_bits.
     """
@@ -352,7 +355,7 @@ def export_postpass(qtensors, state_dict, stats, config):
 
 @hookspec(firstresult=True)
 def compressor(config):
-    """Export chain, last: return a :class:`golfplan.core.codec.Packing` (codec, byte shuffle, row
+    """Export chain, last: return a :class:`golfplan.core.export.codec.Packing` (codec, byte shuffle, row
     sort, layout), or None.
 
     The default is the challenge's ``torch.save`` + zlib level 9. A plugin's packing is written
@@ -365,11 +368,11 @@ def compressor(config):
 def evaluate(model, val, config, final):
     """Evaluation: return ``(val_loss, val_bpb)``, or None for the default.
 
-    ``val`` is a :class:`golfplan.core.evaluate.ValData`. ``final`` is False for the periodic
+    ``val`` is a :class:`golfplan.core.evaluate.score.ValData`. ``final`` is False for the periodic
     and pre-export evaluations, True once, for the score of the round-tripped artifact: a
     strategy that adapts weights (test-time training) must return None unless ``final``.
-    Score with ``golfplan.core.evaluate.score_tokens``/``score_windows`` and add every position
-    once to a ``Tally`` (the causality probe, ``golfplan.core.causality``, reads it). ``val``
+    Score with ``golfplan.core.evaluate.score.score_tokens``/``score_windows`` and add every position
+    once to a ``Tally`` (the causality probe, ``golfplan.check.causality``, reads it). ``val``
     carries per-token bytes (the sidecar's where the data has one), ``documents()`` and
     ``clock``: run a compile warm-up on random tokens inside ``val.clock.warmup()``.
     The default is the challenge's ``eval_val``. Used by: sliding_window, ttt_lora, ttt_sgd.
@@ -378,7 +381,7 @@ def evaluate(model, val, config, final):
 
 @hookspec(firstresult=True)
 def export(state_dict, config):
-    """End of run: return a :class:`golfplan.core.export.Artifact` (bytes + loader), or None.
+    """End of run: return a :class:`golfplan.core.export.artifact.Artifact` (bytes + loader), or None.
 
     A returned artifact replaces the whole export chain (``quantize_tensor``,
     ``export_postpass``, ``compressor``), whose default is the challenge's int8 per-row

@@ -21,6 +21,19 @@ PROFILES: dict[str, dict[str, Any]] = {
         val_batch_size=16384, val_loss_every=0, val_max_tokens=32768, train_log_every=10,
         muon_momentum_warmup_steps=20, device="cpu", compile="off", dtype="fp32",
     ),
+    # A CPU proxy shaped like the seed's model: its 9 layers, 8 heads and 4 KV heads, at 3/16 of its width
+    # (96: heads of 12), so the seed's depth, U-Net split and KV-head settings mean on it what they meant
+    # on the GPU; and the seed's horizon ratio for Muon's momentum warmup, 500 steps of the seed's 240 (it
+    # never finished there: 40 x 500/240 = 83). Same tokens, steps and evaluation as `cpu`; a run costs
+    # 1.8x a `cpu` run in CPU time (55 s against 30.5 s on one thread; benchmarks/proxy_agreement.py,
+    # which also measures how far its verdicts agree with the seed's GPU verdicts).
+    "cpu-deep": dict(
+        num_layers=9, model_dim=96, num_heads=8, num_kv_heads=4, mlp_mult=2.0,
+        train_seq_len=256, train_batch_tokens=4096, iterations=40, warmdown_iters=12,
+        warmup_steps=0, max_wallclock_seconds=0.0, time_limit_seconds=2400.0,
+        val_batch_size=16384, val_loss_every=0, val_max_tokens=32768, train_log_every=10,
+        muon_momentum_warmup_steps=83, device="cpu", compile="off", dtype="fp32",
+    ),
     # The seed log's machine: one RTX 4000 Ada, baseline model, 600 s cap.
     # ms/step: the seed's own figure for its cosine baseline (240 steps in 600 s).
     "rtx4000": dict(device="cuda", ms_per_step_hint=2500.0),

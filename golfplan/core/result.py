@@ -5,7 +5,8 @@ A failure carries its *kind* from where it is raised; nothing downstream guesses
     nan           the loss or a validation became NaN/inf
     no_learning   the loss is zero, does not fall, or the BPB is no better than untrained
     timeout       the run passed its time limit
-    oom           out of memory (CUDA or host)
+    oom           out of memory: CUDA (torch.OutOfMemoryError) or the host (MemoryError, or the
+                  RuntimeError torch's CPU allocator raises, told by its message: it has no type of its own)
     crash         any other exception (the reason is its first line)
     refused       the preflight check refused the configuration (nothing was trained)
 """
@@ -17,6 +18,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 FAILURE_KINDS = ("nan", "no_learning", "timeout", "oom", "crash", "refused")
+# torch's CPU allocator fails with a plain RuntimeError (c10::Error) whose message says this
+# (torch 2.13: "[enforce fail at alloc_cpu.cpp:...] ... DefaultCPUAllocator: can't allocate memory: you
+# tried to allocate N bytes"); golfplan.planner.procs reads it from a dead child's last error line too.
+CPU_ALLOCATOR_OOM = "DefaultCPUAllocator: can't allocate memory"
 
 
 class RunFailed(Exception):
@@ -38,6 +43,8 @@ def exception_kind(e: BaseException) -> str:
     import torch
 
     if isinstance(e, (MemoryError, torch.OutOfMemoryError)):
+        return "oom"
+    if isinstance(e, RuntimeError) and CPU_ALLOCATOR_OOM in str(e):
         return "oom"
     return "crash"
 

@@ -3,7 +3,9 @@ and ``events.jsonl``, one JSON object per event, for programs (the planner follo
 
 Events (every one has ``event`` and ``t``, seconds since the run started):
 
-    start      plugins, world_size, threads, device, compile, params
+    start      versions (python, torch, numpy, ... and golfplan's git revision: what ``golfplan
+               export`` writes into submission.json), plugins, world_size, threads, device,
+               compile, params
     train      step, train_loss, train_time_ms
     val        step, val_loss, val_bpb, train_time_ms, final (true for the last one before export)
     stop       step, train_time_ms, capped_by (steps | wallclock)
@@ -21,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+from golfplan.core.export.pack import PACKED
 
 EVENTS_FILE = "events.jsonl"
 TEXT_LOG = "train.log"
@@ -50,6 +54,7 @@ class RunLog:
         self.master, self.sink, self.bar = master, sink, None
         self.stream = stream  # the console: standard output unless given (``--json`` gives standard error)
         self.t0 = time.perf_counter()
+        self.versions: dict[str, str] = {}  # set by write_header; the start event carries them
         write = master and run_dir is not None
         self.file = open(run_dir / TEXT_LOG, "a") if write else None
         self.events = open(run_dir / EVENTS_FILE, "a") if write else None
@@ -82,6 +87,7 @@ class RunLog:
 
 
 def versions() -> dict[str, str]:
+    """The run's library versions (and golfplan's git revision, outside a packed file)."""
     import numpy
     import pluggy
     import sentencepiece
@@ -91,6 +97,8 @@ def versions() -> dict[str, str]:
 
     out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
            "sentencepiece": sentencepiece.__version__, "pluggy": pluggy.__version__, "golfplan": golfplan.__version__}
+    if PACKED:  # a packed train_gpt.py is not in a checkout
+        return out
     try:
         where = Path(golfplan.__file__).parent
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True,
@@ -104,10 +112,12 @@ def versions() -> dict[str, str]:
 
 
 def write_header(log: RunLog, config: Any, techniques: Sequence[Any], world_size: int, eager: bool) -> None:
+    """``train.log``'s header; keeps the versions on ``log`` for the start event."""
     import yaml
 
+    log.versions = versions()
     log("# golfplan run")
-    log("# versions: " + json.dumps(versions()))
+    log("# versions: " + json.dumps(log.versions))
     log("# plugins: " + (", ".join(repr(t) for t in techniques) or "(none: the baseline)"))
     if eager:
         log("# mode: eager (compile-unsafe plugins allowed with --allow-eager)")

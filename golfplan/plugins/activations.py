@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from golfplan.core.config import Config
-from golfplan.core.model import CastedLinear, relu2, zero_init
+from golfplan.core.model.gpt import CastedLinear, relu2, zero_init
 from golfplan.core.technique import Float, Technique, hookimpl
 
 

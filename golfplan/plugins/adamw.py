@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from golfplan.core.optim import role_lr
+from golfplan.core.train.optim import role_lr
 from golfplan.core.technique import Float, Technique, hookimpl
 
 ROLES = ("embed", "head", "scalar")

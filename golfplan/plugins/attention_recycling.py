@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from golfplan.core.model import Block
+from golfplan.core.model.gpt import Block
 from golfplan.core.state import ForwardContext
 from golfplan.core.technique import Int, Technique, hookimpl
 

@@ -33,7 +33,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from golfplan.core.model import CastedLinear
+from golfplan.core.model.gpt import CastedLinear
 from golfplan.core.state import ForwardContext
 from golfplan.core.technique import Float, Int, Technique, hookimpl
 

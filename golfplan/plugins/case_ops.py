@@ -16,10 +16,14 @@ of the original text it stands for: operators 0, escaped literals their own byte
 byte each, a BOS 0. golfplan's validation loading reads a sidecar wherever a data folder has one.
 
 In golfplan: with no ``--data`` the plugin builds the embedded dataset's case-transformed variant
-(``golfplan.core.corpus`` with this transform: a tokenizer of the run's vocabulary trained on the
+(``golfplan.core.data.corpus`` with this transform: a tokenizer of the run's vocabulary trained on the
 transformed text, identity normalisation, the four operators as user-defined symbols, byte
-fallback; shards and sidecar) and points the run at it. With ``--data`` it expects the challenge's
-CaseOps shards (fineweb10B_sp8192_caseops) and checks that their sidecar is there. The record
+fallback; shards and sidecar; ``golfplan data build --caseops``) and points the run at it. With
+``--data`` it expects CaseOps shards and checks that their sidecar is there: the record's
+(fineweb10B_sp8192_caseops), or the challenge's sp8192 shards converted by ``golfplan data caseops``
+(``golfplan.core.data.corpus.convert``: each document decoded, rewritten, tokenized again, with the
+record's CaseOps tokenizer or one trained on the converted text; the sidecar counts the bytes the
+sp8192 byte tables count, so the BPBs compare). The record
 (2026-04-19, from PR #1729; kept by the 04-27 record): "reclaims ~0.005-0.006 nats per token on
 FineWeb" with SP8192. Readings chosen: the tokenizer is trained here on the transformed embedded
 corpus (the record ships a tokenizer trained on FineWeb); the per-piece byte counts are computed
@@ -35,8 +39,8 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
-from golfplan.core import corpus
-from golfplan.core.data import VAL_BYTES_PATTERN
+from golfplan.core.data import corpus
+from golfplan.core.data.shards import VAL_BYTES_PATTERN
 from golfplan.core.errors import PluginError
 from golfplan.core.technique import Technique, hookimpl
 

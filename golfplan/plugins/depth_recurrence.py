@@ -31,7 +31,7 @@ Readings chosen here:
 from __future__ import annotations
 
 from golfplan.core.config import Config
-from golfplan.core.model import LayerOrder, layer_at, unet_order
+from golfplan.core.model.gpt import LayerOrder, layer_at, unet_order
 from golfplan.core.technique import Float, Int, Technique, hookimpl
 
 SOURCE = "2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611"

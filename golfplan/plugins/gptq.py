@@ -17,7 +17,7 @@ The 1.0611 record's quantizer (F:2039-2144, 2147-2183, 2247-2268):
 3. gates (``attn_gate_w``) int8 per row with scale max|row| / 127 (F:2232-2246), every other
    tensor of at most 65,536 elements fp16 (F:2247-2250).
 
-Readings chosen: groups are by role, not size (``golfplan.core.quant.tensor_group``), so the
+Readings chosen: groups are by role, not size (``golfplan.core.export.quant.tensor_group``), so the
 cpu profile's small block matrices are quantized as the full model's are; a matrix without a
 Hessian (an untied input embedding, a matrix no linear layer reads) is rounded to nearest on the
 same SDClip grid, where the record would fail; when H + damping is not positive definite the
@@ -32,7 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from golfplan.core.quant import (
+from golfplan.core.export.quant import (
     QTensor,
     fixed_group,
     group_width,

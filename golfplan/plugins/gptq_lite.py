@@ -15,7 +15,7 @@ Readings chosen:
 - The record floors the scale at 1/31 (``clamp_min(1.0 / clip_range)``), which makes the search
   a no-op for every row whose clip is below 1 and, at golfplan's CPU widths (weights ~0.05),
   rounds most weights to zero; the floor here is 1e-10, as in the record's full GPTQ (F:2163).
-- Groups are by role, not size (``golfplan.core.quant.tensor_group``): at the cpu profile every
+- Groups are by role, not size (``golfplan.core.export.quant.tensor_group``): at the cpu profile every
   block matrix is under the 65,536-element threshold that kept small tensors fp16 in the record.
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from golfplan.core.quant import SCALE_FLOOR, QTensor, max_code, planned, round_rows
+from golfplan.core.export.quant import SCALE_FLOOR, QTensor, max_code, planned, round_rows
 from golfplan.core.technique import Choice, Int, Technique, hookimpl
 
 PERCENTILES = (0.999, 0.9995, 0.9999, 0.99999, 1.0)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from golfplan.core.config import Config
-from golfplan.core.model import CausalSelfAttention
+from golfplan.core.model.gpt import CausalSelfAttention
 from golfplan.core.technique import Float, Int, Technique, hookimpl
 
 

@@ -25,7 +25,7 @@ import math
 
 from torch import nn
 
-from golfplan.core.model import RMSNorm
+from golfplan.core.model.gpt import RMSNorm
 from golfplan.core.technique import Technique, hookimpl
 
 NORMS = ("attn_norm", "mlp_norm")

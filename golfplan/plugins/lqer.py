@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import torch
 
-from golfplan.core.quant import QTensor, absmax_rows, int_groups, int_tensor
+from golfplan.core.export.quant import QTensor, absmax_rows, int_groups, int_tensor
 from golfplan.core.technique import Bool, Int, Technique, hookimpl
 
 CANDIDATE_GROUPS = ("attn", "mlp", "embed", "other")

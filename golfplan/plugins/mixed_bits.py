@@ -1,6 +1,6 @@
 """Mixed bit widths per tensor group, round to nearest: the export quantizer without calibration.
 
-Each tensor group (the core rule, ``golfplan.core.quant.tensor_group``) gets its own code width:
+Each tensor group (the core rule, ``golfplan.core.export.quant.tensor_group``) gets its own code width:
 by default the 1.0611 record's widths (F:318-323, its log's header) — int6 attention and MLP
 matrices, int7 embedding, int8 per-row gates (``attn_gate_w``, F:2232-2246), fp16 small tensors
 (F:2247-2250) — each code the nearest point of the row's grid. Matrices outside the known roles
@@ -22,7 +22,7 @@ record's passthrough is fp16 for every float tensor of at most 65,536 elements).
 
 from __future__ import annotations
 
-from golfplan.core.quant import (
+from golfplan.core.export.quant import (
     as_float16,
     fixed_group,
     group_width,

@@ -8,7 +8,7 @@ seed's biggest single finding (A7: -0.052 BPB and 260 steps instead of 240).
 
 from __future__ import annotations
 
-from golfplan.core.model import Block
+from golfplan.core.model.gpt import Block
 from golfplan.core.technique import Technique, hookimpl
 
 

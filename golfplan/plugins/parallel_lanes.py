@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from golfplan.core.errors import PluginError
-from golfplan.core.model import Block, LayerOrder, Stack, layer_at
+from golfplan.core.model.gpt import Block, LayerOrder, Stack, layer_at
 from golfplan.core.state import ForwardContext
 from golfplan.core.technique import Float, Technique, hookimpl
 

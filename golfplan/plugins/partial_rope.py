@@ -12,7 +12,7 @@ Settings: ``fraction`` is the share of the head dim rotated, so it scales with t
 ``rope_dims = max(2, round(fraction * head_dim / 2) * 2)`` (even, at least one pair), from
 the head dim of the config the plugins configure: 0.25 of 64 is the record's 16, 0.25 of the
 tiny test model's 16 is 4. It sets ``Config.rope_dims``; the core rotates only those dims
-(``golfplan.core.model.apply_rotary_emb``). ``golfplan check`` shrinks the config and
+(``golfplan.core.model.gpt.apply_rotary_emb``). ``golfplan check`` shrinks the config and
 ``config.shrink`` keeps the share: 16 of 64 becomes 2 of the shrunken 8-dim heads
 (8 heads x 64 wide), the same 25 %. Every ``configure`` reads the same pre-plugin config, so
 with a plugin that changes the width (``width``) the dims are computed from the baseline's

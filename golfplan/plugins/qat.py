@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from golfplan.core.model import CastedLinear
-from golfplan.core.optim import lr_scale
-from golfplan.core.quant import SCALE_FLOOR, max_code
+from golfplan.core.model.gpt import CastedLinear
+from golfplan.core.train.optim import lr_scale
+from golfplan.core.export.quant import SCALE_FLOOR, max_code
 from golfplan.core.technique import Bool, Float, Int, Technique, hookimpl
 
 

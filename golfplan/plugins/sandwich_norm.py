@@ -15,7 +15,7 @@ Static wiring, compile-safe.
 
 from __future__ import annotations
 
-from golfplan.core.model import Block, RMSNorm
+from golfplan.core.model.gpt import Block, RMSNorm
 from golfplan.core.technique import Bool, Technique, hookimpl
 
 

@@ -28,16 +28,15 @@ from __future__ import annotations
 
 import torch
 
-from golfplan.core.evaluate import Tally, rank_share, score_tokens, score_windows, unwrap
-from golfplan.core.ttt import sliding_windows
+from golfplan.core.evaluate.score import Tally, compiling, rank_share, score_tokens, score_windows, unwrap
+from golfplan.core.evaluate.ttt import sliding_windows
 from golfplan.core.technique import Bool, Int, Technique, hookimpl
 
 
 def compiled_scorer(model, val, config, batch_seqs: int):
     """The per-token forward compiled for (batch_seqs, seq_len) batches on CUDA (None elsewhere, or
     when the config turns compile off), warmed up on random tokens off the evaluation clock."""
-    on = config.compile == "on" or (config.compile == "auto" and val.device.type == "cuda")
-    if not on:
+    if not compiling(config, val.device):
         return None
     with val.clock.warmup():
         fn = torch.compile(unwrap(model).token_losses, dynamic=False, backend=config.compile_backend)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from golfplan.core.model import CastedLinear
+from golfplan.core.model.gpt import CastedLinear
 from golfplan.core.state import ForwardContext
 from golfplan.core.technique import Int, Technique, hookimpl
 

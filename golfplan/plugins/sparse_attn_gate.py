@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from golfplan.core.model import AttentionTap, CastedLinear
+from golfplan.core.model.gpt import AttentionTap, CastedLinear
 from golfplan.core.technique import Float, Int, Technique, hookimpl
 
 GATE_NAME = "sparse_attn_gate"  # the tap's linear: parameters named "...taps.N.sparse_attn_gate.weight"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from golfplan.core.optim import split_params
+from golfplan.core.train.optim import split_params
 from golfplan.core.technique import Technique, hookimpl
 
 EPS = 1e-12

@@ -9,7 +9,7 @@ length); right after a chunk's scores are committed, one AdamW step (lr 1e-4, be
 eps 1e-10, weight decay 0.5) trains the adapters on that chunk's mean loss per document. A
 document's last chunk is scored and never trained on. The adapters: rank ``rank`` (80), scale
 alpha/rank (alpha 144), ``A`` uniform in +-1/sqrt(fan_in) and ``B`` zero, one per document on
-Q, K, V, O and the MLP of every block and on the head. For each new batch ``B`` is reset to zero
+Q, K, V, O and the MLP of every layer run and on the head. For each new batch ``B`` is reset to zero
 and the optimizer state cleared while ``A`` stays warm. Phases: once ``prefix_docs`` x i/``phases``
 documents (2500 x 1/3, 2/3, 1 in the run) have been scored, every base weight is trained with SGD
 (lr 1e-3 with a cosine over 32,768-token chunks, momentum 0.9, 1 epoch, clip 1.0, batches of 32
@@ -18,81 +18,105 @@ start from fresh adapters. Source: F:289-315 (settings), 1427-1505 (the adapted 
 1636-1728 (the adapters), 2926-3317 (the evaluation), 3617-3690 (warm-up and timer) of
 2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611; run values from its seed-42 log.
 
-Readings chosen. Adapter points come from ``golfplan.core.evaluate.lora_targets``: Q, K, V are the
-attention's input projections; O (as the record's ``o_loras(n)``) and the MLP adapter read the
+Readings chosen. The model calls the adapters itself (``GPT.token_losses(lora=...)``): Q, K, V add to
+the attention's input projections; O (as the record's ``o_loras(n)``) and the MLP adapter read the
 module's input and add to its whole output; the head adapter adds to the projection before the
-softcap. Adapters are per block, so a block that runs twice (layer orders) shares its adapter
-(the record: one per virtual layer). The record's global SGD skips its last 32K chunk (its
-score-first loop, reused); kept. A document in the record ends one token after the next BOS
-(that BOS is its last target), so every position is scored exactly once. Eager (the record
-compiles the adapted forward with dynamic shapes after a warm-up on random tokens; not done
-here). It adapts weights, so it acts only on the final score; it restores the weights after.
-On several GPUs the ranks take the batches in turn and meet at each phase. Defaults are the
-record's; a CPU test scales them down (see tests/plugins/test_frontier_eval.py). Nothing here
-touches the training forward: compile-safe.
+softcap. One set per layer run, counted in the order the active layer order runs the blocks, so a
+block that runs three times (depth recurrence) has three (the record: 17 slots on its 11 looped
+blocks). Each scoring row is one document's window (its inputs never reach the next BOS), so it
+attends plain causally, with no document mask. The record's global SGD skips its last 32K chunk (its
+score-first loop, reused) and packs each batch as one row, documents in pieces from their starts;
+kept. A document in the record ends one token after the next BOS (that BOS is its last target), so
+every position is scored exactly once. Where the run compiles (``compile: auto`` on CUDA, or ``on``),
+the adapted forward is compiled with dynamic shapes, as the record's, after a warm-up on random
+tokens that the evaluation clock reports apart. It adapts weights, so it acts only on the final
+score; it restores the weights after. On several GPUs the ranks take the batches in turn and meet at
+each phase. Defaults are the record's; a CPU test scales them down (see
+tests/plugins/test_frontier_eval.py). Nothing here touches the training forward: compile-safe.
 """
 
 from __future__ import annotations
-
-from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from golfplan.core.evaluate import Tally, WeightsSnapshot, lora_targets, score_tokens, unwrap
-from golfplan.core.ttt import cosine, sgd_on_scored
+from golfplan.core.evaluate.score import Tally, WeightsSnapshot, compiling, score_tokens, unwrap
+from golfplan.core.evaluate.ttt import cosine, sgd_on_scored
 from golfplan.core.technique import Bool, Float, Int, Technique, hookimpl
 
 
 class BatchedLoRA(nn.Module):
-    """One low-rank adapter per document: x (docs, seq, in) -> (x A_d^T) B_d^T * alpha / rank."""
+    """Low-rank adapters, one per layer and document: x (docs, seq, in) at layer l ->
+    (x A_{l,d}^T) B_{l,d}^T * alpha / rank."""
 
-    def __init__(self, docs: int, fan_in: int, fan_out: int, rank: int, alpha: float, g: torch.Generator) -> None:
+    def __init__(self, layers: int, docs: int, fan_in: int, fan_out: int, rank: int, alpha: float,
+                 g: torch.Generator) -> None:
         super().__init__()
         self.bound, self.scale = fan_in ** -0.5, alpha / rank
-        self.A = nn.Parameter(torch.empty(docs, rank, fan_in).uniform_(-self.bound, self.bound, generator=g))
-        self.B = nn.Parameter(torch.zeros(docs, fan_out, rank))
+        self.A = nn.Parameter(torch.empty(layers, docs, rank, fan_in).uniform_(-self.bound, self.bound, generator=g))
+        self.B = nn.Parameter(torch.zeros(layers, docs, fan_out, rank))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return (x @ self.A.transpose(1, 2).to(x.dtype)) @ self.B.transpose(1, 2).to(x.dtype) * self.scale
+    def forward(self, x: Tensor, layer: int) -> Tensor:
+        return (x @ self.A[layer].transpose(1, 2).to(x.dtype)) @ self.B[layer].transpose(1, 2).to(x.dtype) * self.scale
+
+
+def layers_run(model: nn.Module) -> int:
+    """The layers a forward runs: the blocks of the active layer order (17 for the record's 11 looped)."""
+    return sum(len(half) for half in model.stack.orders[model.stack.active])
 
 
 class Adapters(nn.Module):
-    """The adapters of one batch of documents: one per adapter point of the model, and the head's."""
+    """The adapters of one batch of documents, called by the model as ``lora(point, layer, x)``:
+    Q, K, V, O and the MLP of every layer run, and the head."""
 
     def __init__(self, model: nn.Module, docs: int, p, g: torch.Generator, device: torch.device) -> None:
         super().__init__()
+        attn = getattr(model.blocks[0], "block", model.blocks[0]).attn
+        dim, kv = model.tok_emb.embedding_dim, attn.c_k.out_features
+        shapes = {"q": (dim, attn.c_q.out_features), "k": (dim, kv), "v": (dim, kv), "o": (dim, dim), "mlp": (dim, dim)}
         skip = {"k": not p.k_lora, "o": not p.o_lora, "mlp": not p.mlp_lora}
-        dim = model.tok_emb.embedding_dim
-        self.points = {n: m for n, m in lora_targets(model).items() if not skip.get(n.split(".")[1], False)}
+        layers = layers_run(model)
         self.docs = docs
-        self.loras = nn.ModuleDict({
-            n.replace(".", "_"): BatchedLoRA(docs, getattr(m, "in_features", dim), getattr(m, "out_features", dim),
-                                             p.rank, p.alpha, g) for n, m in self.points.items()})
-        self.head = BatchedLoRA(docs, dim, model.tok_emb.num_embeddings, p.rank, p.alpha, g)
+        self.loras = nn.ModuleDict({n: BatchedLoRA(layers, docs, i, o, p.rank, p.alpha, g)
+                                    for n, (i, o) in shapes.items() if not skip.get(n)})
+        self.loras["head"] = BatchedLoRA(1, docs, dim, model.tok_emb.num_embeddings, p.rank, p.alpha, g)
         self.to(device)
 
-    @contextmanager
-    def attached(self) -> Iterator[None]:
-        """Forward hooks adding each adapter to its module's output, while inside."""
-        def adder(lora: BatchedLoRA):
-            def hook(module, args, kwargs, output):
-                x = args[0] if args else next(iter(kwargs.values()))
-                return output + lora(x)
-            return hook
+    def forward(self, point: str, layer: int, x: Tensor) -> Tensor | None:
+        return self.loras[point](x, layer) if point in self.loras else None
 
-        handles = [m.register_forward_hook(adder(self.loras[n.replace(".", "_")]), with_kwargs=True)
-                   for n, m in self.points.items()]
-        try:
-            yield
-        finally:
-            for h in handles:
-                h.remove()
+    def reset(self, warm_a: bool, g: torch.Generator) -> None:
+        """For the next batch: B back to zero, A kept warm (or drawn again)."""
+        with torch.no_grad():
+            for lora in self.loras.values():
+                lora.B.zero_()
+                if not warm_a:
+                    lora.A.uniform_(-lora.bound, lora.bound, generator=g)
 
-    def head_delta(self, seq: int):
-        return lambda h: self.head(h.view(self.docs, seq, -1)).reshape(self.docs * seq, -1)
+
+def adamw(ad: Adapters, p) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(ad.parameters(), lr=p.lr, betas=(p.beta1, p.beta2), eps=1e-10, weight_decay=p.weight_decay)
+
+
+def compiled_forward(base: nn.Module, val, config, p, ctx_len: int):
+    """``token_losses`` compiled with dynamic shapes where the run compiles (the record's
+    ``torch.compile(dynamic=True)``), warmed up off the evaluation clock on random tokens with
+    throwaway adapters, at the widths of a first chunk and of a full context (F:3648-3678)."""
+    if not (p.compile and compiling(config, val.device)):
+        return None
+    fn = torch.compile(base.token_losses, dynamic=True, backend=config.compile_backend)
+    with val.clock.warmup():
+        g = torch.Generator().manual_seed(0)
+        ad = Adapters(base, p.batch_docs, p, g, val.device)
+        opt = adamw(ad, p)
+        for width in (p.chunk, ctx_len):
+            x, y = torch.randint(0, config.vocab_size, (2, p.batch_docs, width), generator=g).to(val.device)
+            losses = score_tokens(base, val, x, y, extras={}, grad=True, fn=fn, lora=ad)
+            losses[:, : p.chunk].mean(dim=1).sum().backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    return fn
 
 
 def global_sgd(base: nn.Module, val, docs: list[tuple[int, int]], ctx_len: int, p) -> None:
@@ -115,10 +139,11 @@ def global_sgd(base: nn.Module, val, docs: list[tuple[int, int]], ctx_len: int, 
 
 
 def score_batch(base: nn.Module, val, tally: Tally, batch: list[tuple[int, int]], ad: Adapters, ctx_len: int,
-                p) -> None:
-    """Score one batch of documents chunk by chunk; after each chunk's scores are committed, train
-    the adapters on it (a document's last chunk: never)."""
-    opt = torch.optim.AdamW(ad.parameters(), lr=p.lr, betas=(p.beta1, p.beta2), eps=1e-10, weight_decay=p.weight_decay)
+                p, fn=None) -> None:
+    """Score one batch of documents chunk by chunk, a row each (one document: plain causal
+    attention); after each chunk's scores are committed, train the adapters on it (a document's last
+    chunk: never)."""
+    opt = adamw(ad, p)
     starts = torch.tensor([s for s, _ in batch])
     pred = torch.tensor([n - 1 for _, n in batch])
     nch = (pred + p.chunk - 1) // p.chunk
@@ -140,8 +165,7 @@ def score_batch(base: nn.Module, val, tally: Tally, batch: list[tuple[int, int]]
         trains = bool(train.any())  # on the host, once: no device sync per step
         train = train.to(val.device)
         for step in range(p.grad_steps):
-            with ad.attached():
-                losses = score_tokens(base, val, x, y, grad=True, head_delta=ad.head_delta(width))
+            losses = score_tokens(base, val, x, y, extras={}, grad=True, fn=fn, lora=ad)
             if step == 0:  # the score is committed before any step on it
                 positions = (starts + win_start)[:, None] + col[None, :] + 1
                 tally.add_where(positions, losses, scored)
@@ -171,17 +195,14 @@ def phased_lora_ttt(model, val, config, p) -> tuple[float, float]:
     try:
         for q in base.parameters():
             q.requires_grad_(False)
+        fn = compiled_forward(base, val, config, p, ctx_len)
         for bi, batch in enumerate(batches):
             if bi % val.world_size == val.rank:
                 if ad is None or ad.docs != len(batch):
                     ad = Adapters(base, len(batch), p, g, val.device)
-                else:  # the next batch: B back to zero, A warm (or drawn again)
-                    with torch.no_grad():
-                        for lora in [*ad.loras.values(), ad.head]:
-                            lora.B.zero_()
-                            if not p.warm_a:
-                                lora.A.uniform_(-lora.bound, lora.bound, generator=g)
-                score_batch(base, val, tally, batch, ad, ctx_len, p)
+                else:
+                    ad.reset(p.warm_a, g)
+                score_batch(base, val, tally, batch, ad, ctx_len, p, fn)
             scored.extend(batch)
             if phase < len(boundaries) and len(scored) >= boundaries[phase]:
                 if distributed:
@@ -197,7 +218,7 @@ class TTTLoRA(Technique):
     name = "ttt_lora"
     summary = "phased per-document LoRA test-time training, score-first (the record's final score)"
     slot = "eval_strategy"
-    compile_safe = True  # evaluation only: the training forward is untouched (the TTT itself runs eager)
+    compile_safe = True  # evaluation only: the training forward is untouched
     params = {
         "rank": Int(80, 1, 256, log=True, help="adapter rank (the run: 80; code default 96)"),
         "alpha": Float(144.0, 1.0, 1024.0, log=True, help="adapter scale numerator: output x alpha/rank"),
@@ -214,6 +235,8 @@ class TTTLoRA(Technique):
         "o_lora": Bool(True, help="adapters on the attention output"),
         "mlp_lora": Bool(True, help="adapters on the MLP"),
         "warm_a": Bool(True, help="keep A across batches of a phase (only B is reset)"),
+        "compile": Bool(True, help="compile the adapted forward (dynamic shapes) where the run compiles; "
+                                   "warm-up on random tokens off the evaluation clock"),
         "prefix_docs": Int(2500, 0, 1_000_000, log=False, help="documents after which the last global phase runs "
                                                               "(0: no global phases)"),
         "phases": Int(3, 1, 16, help="global SGD phases, evenly spread over the prefix documents"),

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import torch
 
-from golfplan.core.evaluate import Tally, WeightsSnapshot, rank_share, score_windows, unwrap
-from golfplan.core.ttt import cosine, sgd_on_scored, sliding_windows
+from golfplan.core.evaluate.score import Tally, WeightsSnapshot, rank_share, score_windows, unwrap
+from golfplan.core.evaluate.ttt import cosine, sgd_on_scored, sliding_windows
 from golfplan.core.technique import Float, Int, Technique, hookimpl
 
 

@@ -51,7 +51,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from golfplan.core.model import AttentionTap, CastedLinear, layer_at
+from golfplan.core.model.gpt import AttentionTap, CastedLinear, layer_at
 from golfplan.core.technique import Choice, Float, Int, Technique, hookimpl
 
 EXTRA = "value_embed"  # the ctx.extras key of the projected value embedding

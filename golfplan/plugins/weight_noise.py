@@ -1,11 +1,15 @@
 """Weight noise: two techniques that add Gaussian noise to the block matrices after the step.
 
-``weight_perturbation`` ("viral mutation"): every ``every`` steps, add Gaussian noise.
-After the optimizer step that completes step ``every``, ``2·every``, ... each Muon
+``weight_perturbation`` ("viral mutation"): every ``every`` of the run, add Gaussian noise.
+After the optimizer step that reaches ``every``, ``2·every``, ... of the run, each Muon
 matrix of the model (the blocks' 2-D weights) gets ``scale · N(0, 1)`` added in
-place. Readings chosen: ``scale`` is an absolute standard deviation (the seed's NF10
-quotes a bare 1e-4), the same for every matrix, and only the block matrices are
-perturbed (not the embedding, head or control tensors). The noise comes from a
+place. Horizon (golfplan.core.train.horizon): the seed's "every 100 steps" of its 240-step runs
+is the fraction 100/240 = 0.4167, so a 240-step run is perturbed after steps 100 and 200
+exactly as the seed, a 40-step run after steps 17 and 34, a run capped by time at the
+same shares of its cap: twice a run on any horizon. Readings chosen: ``scale`` is an
+absolute standard deviation (the seed's NF10 quotes a bare 1e-4), the same for every
+matrix, and only the block matrices are perturbed (not the embedding, head or control
+tensors). The noise comes from a
 ``torch.Generator`` on the weights' device seeded from the run seed and the step,
 so every rank draws the same noise. N4: -0.002 (slight help); NF10 on tidal: ~same.
 
@@ -24,11 +28,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from golfplan.core.optim import split_params
-from golfplan.core.technique import Float, Int, Technique, hookimpl
+from golfplan.core.train.horizon import Every
+from golfplan.core.train.optim import split_params
+from golfplan.core.technique import Float, Technique, hookimpl
 
 _PERTURBATION_SALT = 0x5EED_0004
 _MUTATION_SALT = 0x5EED_0006
+SEED_EVERY, SEED_STEPS = 100, 240  # N4: "every 100 steps" of the seed's 240-step runs
 
 
 def add_noise_(params: list[Tensor], std: float, seed: int) -> None:
@@ -47,17 +53,22 @@ def mutation_std(progress: float, initial: float, half_life: float) -> float:
 
 class WeightPerturbation(Technique):
     name = "weight_perturbation"
-    summary = "every N steps, add Gaussian noise of a fixed std to the block matrices"
+    summary = "twice a run (the seed's every 100 of 240 steps), add Gaussian noise of a fixed std to the block matrices"
     params = {
         "scale": Float(1e-4, 1e-6, 1e-2, log=True, help="absolute std of the noise"),
-        "every": Int(100, 1, 1000, help="steps between perturbations"),
+        "every": Float(SEED_EVERY / SEED_STEPS, 0.005, 1.0, log=True,
+                       help="fraction of the run between perturbations (0.4167: the seed's 100 of its 240 steps)"),
     }
     seed_refs = ("N4", "NF10")
     seed_result = "N4: 1.6100 (-0.002 vs cosine 1.6117, Slight help); NF10 tidal+perturb 1e-4: 1.5901 (~same as tidal's 1.5906)"
 
+    def __init__(self, **values) -> None:
+        super().__init__(**values)
+        self.due = Every(self.p.every)
+
     @hookimpl
     def on_step(self, model, optimizers, clock):
-        if (clock.step + 1) % self.p.every:
+        if not self.due(clock):
             return
         seed = (clock.seed * 1_000_003 + clock.step) ^ _PERTURBATION_SALT
         add_noise_(split_params(model)["matrix"], self.p.scale, seed)

@@ -8,7 +8,7 @@ rotary cache). Each layer keeps its own small control tensors (``attn_scale``,
 weights can still differ; that is the reading chosen for the seed's "share weights
 between layers in groups of 3". The optimizer sees each shared parameter once
 (it gets the gradient summed over the group's layers), and the artifact stores
-each shared tensor once (``golfplan.core.export`` aliases tensors with one
+each shared tensor once (``golfplan.core.export.artifact`` aliases tensors with one
 storage), so the model shrinks to about 1/``group_size`` of its block weights.
 
 Static: the same graph every step, compile-safe. Works with any block that has

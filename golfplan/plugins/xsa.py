@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from golfplan.core.model import AttentionTap, layer_at
+from golfplan.core.model.gpt import AttentionTap, layer_at
 from golfplan.core.technique import Float, Technique, hookimpl
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from golfplan.core.evaluate import ValData, bits_per_byte, eval_val
-from golfplan.core.tokenizer import build_byte_tables, load_tokenizer
+from golfplan.core.evaluate.score import ValData, bits_per_byte, eval_val
+from golfplan.core.data.tokenizer import build_byte_tables, load_tokenizer
 
 
 class HandMadeSP:
@@ -95,7 +95,7 @@ def test_per_token_byte_counts_are_the_tables_counts_and_eval_val_is_unchanged()
 
 
 def test_a_sidecar_replaces_the_tables_bytes(tmp_path):
-    from golfplan.core.data import load_validation_bytes, load_validation_tokens, write_shard
+    from golfplan.core.data.shards import load_validation_bytes, load_validation_tokens, write_shard
 
     tokens = [0, 3, 4, 3, 2, 4, 0, 3, 4]
     sidecar = [0, 5, 1, 0, 2, 2, 0, 7, 3]  # original bytes per token, whatever the pieces say
@@ -127,7 +127,7 @@ def test_documents_start_at_bos_and_cover_every_position_once():
 def test_the_eval_clock_leaves_the_warmup_out():
     import time
 
-    from golfplan.core.evaluate import EvalClock
+    from golfplan.core.evaluate.score import EvalClock
 
     clock = EvalClock(limit_s=0.05)
     with clock.measure(final=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from golfplan.core.data import (HEADER_BYTES, DistributedTokenLoader, load_data_shard, load_validation_tokens,
+from golfplan.core.data.shards import (HEADER_BYTES, DistributedTokenLoader, load_data_shard, load_validation_tokens,
                                 write_shard)
 from golfplan.core.errors import DataError
 

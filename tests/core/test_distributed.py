@@ -6,6 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+# torchrun's processes: one at a time under pytest-xdist (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("alone")
+
 TINY = ["--profile", "cpu", "--no-check", "--json", "--set", "num_layers=2", "--set", "model_dim=64",
         "--set", "train_seq_len=64", "--set", "train_batch_tokens=1024", "--set", "val_batch_size=1024",
         "--set", "val_max_tokens=2048", "--set", "iterations=6", "--set", "max_wallclock_seconds=0",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from golfplan.core.export import export_artifact, export_int8_zlib, payload_bytes, quantize_state_dict_int8
+from golfplan.core.export.artifact import export_artifact, export_int8_zlib, payload_bytes, quantize_state_dict_int8
 from golfplan.core.hooks import resolve
-from golfplan.core.sizing import estimate_artifact
+from golfplan.core.export.sizing import estimate_artifact
 from tests.conftest import tiny_config
 
 

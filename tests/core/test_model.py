@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from golfplan.core.config import Config
-from golfplan.core.model import GPT, count_parameters
+from golfplan.core.model.gpt import GPT, count_parameters
 
 
 def test_baseline_has_the_published_parameter_count():

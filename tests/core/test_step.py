@@ -8,7 +8,7 @@ import torch
 
 from golfplan.check import trace_techniques
 from golfplan.core.technique import Technique, hookimpl
-from golfplan.core.trainer import train
+from golfplan.core.train.trainer import train
 from tests.conftest import tiny_config
 
 CALLS: list[tuple] = []

@@ -9,7 +9,7 @@ import torch
 
 from golfplan.core.errors import PluginError
 from golfplan.core.technique import Technique, hookimpl
-from golfplan.core.trainer import train
+from golfplan.core.train.trainer import train
 from tests.conftest import run_tiny, tiny_config
 
 
@@ -82,7 +82,7 @@ def test_wallclock_cap_finishes_the_schedule(dataset, monkeypatch):
     import itertools
     import time as real_time
 
-    import golfplan.core.trainer as trainer
+    import golfplan.core.train.trainer as trainer
 
     ticks = itertools.count()
     fake = type("FakeTime", (), {"perf_counter": staticmethod(lambda: 0.05 * next(ticks)),

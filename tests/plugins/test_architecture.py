@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from golfplan.core.config import Config
 from golfplan.core.hooks import apply_configure, build_model, resolve
-from golfplan.core.model import GPT, CastedLinear, Block, relu2
-from golfplan.core.optim import Muon, build_optimizers, split_params
+from golfplan.core.model.gpt import GPT, CastedLinear, Block, relu2
+from golfplan.core.train.optim import Muon, build_optimizers, split_params
 from golfplan.core.state import ForwardContext
 from golfplan.core.technique import Technique
 from golfplan.plugins.activations import GELU2, LeakyReLU2, ReLU2, SiLU2, SwiGLU, SwiGLUMLP

@@ -10,10 +10,10 @@ import torch
 
 from golfplan.core.config import Config
 from golfplan.core.errors import PluginError
-from golfplan.core.export import export_int8_zlib
+from golfplan.core.export.artifact import export_int8_zlib
 from golfplan.core.hooks import apply_configure, build_model, resolve
-from golfplan.core.model import GPT, count_parameters
-from golfplan.core.optim import build_optimizers, split_params
+from golfplan.core.model.gpt import GPT, count_parameters
+from golfplan.core.train.optim import build_optimizers, split_params
 from golfplan.core.state import Clock, ForwardContext
 from golfplan.core.technique import Technique
 from golfplan.plugins.attention_recycling import AttentionRecycling, RecycledAttentionBlock
@@ -92,7 +92,7 @@ def test_layer_dropout_skip_returns_the_stream_unchanged():
 
 
 def test_compile_unsafe_plugin_is_refused_without_allow_eager():
-    from golfplan.core.trainer import train
+    from golfplan.core.train.trainer import train
 
     with pytest.raises(PluginError, match="layer_dropout: branches on a host random draw.*--allow-eager"):
         train(tiny_config(), [LayerDropout()], log=lambda m: None)

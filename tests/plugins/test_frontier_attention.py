@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from golfplan.check import trace_techniques
 from golfplan.core.config import Config, shrink
 from golfplan.core.hooks import apply_configure, build_model, resolve
-from golfplan.core.model import GPT, AttentionTap, CausalSelfAttention, attend, document_mask
-from golfplan.core.optim import Muon, build_optimizers
+from golfplan.core.model.attention import DocAttention, document_mask
+from golfplan.core.model.gpt import GPT, AttentionTap, CausalSelfAttention
+from golfplan.core.train.optim import Muon, build_optimizers
 from golfplan.core.state import ForwardContext
 from golfplan.core.technique import Technique
 from golfplan.plugins.ln_scale import LNScale
@@ -345,7 +346,7 @@ def test_the_frontier_attention_stack_traces_together():
     trace_techniques(config, techniques)  # together they trace with fullgraph=True, through progress 0 ... 1
 
 
-# ---- the core's attend: documents on the CPU ----------------------------------------------------
+# ---- the core's document attention on the CPU (more in test_frontier_stack.py, doc_packing) ----------------------------------------------------
 
 
 def test_attend_on_the_cpu_keeps_documents_apart_with_the_masked_sdpa():
@@ -353,7 +354,7 @@ def test_attend_on_the_cpu_keeps_documents_apart_with_the_masked_sdpa():
     q = torch.randn(1, 4, 12, 8, generator=gen)
     k, v = torch.randn(1, 2, 12, 8, generator=gen), torch.randn(1, 2, 12, 8, generator=gen)
     segments = torch.tensor([[0] * 5 + [1] * 7])
-    out = attend(q, k, v, segments)
+    out = DocAttention(segments, None, max_len=12)(q, k, v)
     assert torch.equal(out, F.scaled_dot_product_attention(q, k, v, attn_mask=document_mask(segments), enable_gqa=True))
     for lo, hi in ((0, 5), (5, 12)):  # each document alone, causal: the same outputs
         alone = F.scaled_dot_product_attention(q[:, :, lo:hi], k[:, :, lo:hi], v[:, :, lo:hi], is_causal=True,

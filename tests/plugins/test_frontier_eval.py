@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from golfplan.core import corpus
-from golfplan.core.causality import causality_probe, probe_setup
-from golfplan.core.data import load_data_shard, load_validation_bytes, load_validation_tokens
-from golfplan.core.evaluate import Tally, ValData, eval_val, plain, score_tokens
+from golfplan.core.data import corpus
+from golfplan.check.causality import causality_probe, probe_setup
+from golfplan.core.data.shards import load_data_shard, load_validation_bytes, load_validation_tokens
+from golfplan.core.evaluate.score import Tally, ValData, eval_val, plain, score_tokens
 from golfplan.core.technique import Technique, hookimpl
-from golfplan.core.tokenizer import build_byte_tables, load_tokenizer
+from golfplan.core.data.tokenizer import build_byte_tables, load_tokenizer
 from golfplan.plugins.case_ops import TRANSFORM, CaseOps, decode, encode, original_bytes
 from golfplan.plugins.sliding_window import SlidingWindow, sliding_windows
 from golfplan.plugins.ttt_lora import TTTLoRA
@@ -209,6 +209,54 @@ def test_ttt_strategies_adapt_only_on_the_final_score_and_restore_the_weights(pr
         assert all(p.requires_grad for p in model.parameters())
 
 
+def test_ttt_lora_has_one_adapter_set_per_layer_run_and_the_forward_reads_each():
+    """With depth recurrence the 4 tiny blocks run as 8 layers ((0, 1, 2, 1), (2, 1, 2, 3)): 8 adapter sets
+    on Q, K, V, O and the MLP (the record: 17 on its 11 looped blocks), each read by its own layer run;
+    the flat order runs 4."""
+    from golfplan.core.hooks import apply_configure, build_model, resolve
+    from golfplan.plugins.depth_recurrence import DepthRecurrence
+    from golfplan.plugins.ttt_lora import Adapters
+
+    hooks = resolve([DepthRecurrence()])
+    config = apply_configure(hooks, tiny_config(vocab_size=64))
+    torch.manual_seed(0)
+    model = build_model(hooks, config)
+    with torch.no_grad():  # no zero-initialised projection: every adapter reaches the loss
+        for q in model.parameters():
+            q.add_(0.1 * torch.randn_like(q))
+    p = TTTLoRA(**TTT_LORA).p
+    g = torch.Generator().manual_seed(0)
+    model.stack.active = "flat"
+    assert {n: lora.A.shape[0] for n, lora in Adapters(model, 2, p, g, torch.device("cpu")).loras.items()} == \
+        {"q": 4, "k": 4, "v": 4, "o": 4, "mlp": 4, "head": 1}
+    model.stack.active = "looped"
+    ad = Adapters(model, 2, p, g, torch.device("cpu"))
+    assert {n: tuple(lora.A.shape[:2]) for n, lora in ad.loras.items()} == \
+        {"q": (8, 2), "k": (8, 2), "v": (8, 2), "o": (8, 2), "mlp": (8, 2), "head": (1, 2)}
+    with torch.no_grad():
+        for lora in ad.loras.values():
+            lora.B.normal_()
+    x = torch.randint(2, 64, (2, 16))
+    model.token_losses(x, torch.roll(x, -1, 1), lora=ad).sum().backward()
+    for name, lora in ad.loras.items():
+        assert all(lora.A.grad[i].abs().sum() > 0 for i in range(lora.A.shape[0])), name
+    assert not TTTLoRA(**TTT_LORA, k_lora=False, o_lora=False, mlp_lora=False).p.k_lora
+    assert set(Adapters(model, 2, TTTLoRA(k_lora=False, o_lora=False, mlp_lora=False).p, g,
+                        torch.device("cpu")).loras) == {"q", "v", "head"}
+
+
+@pytest.mark.slow
+def test_ttt_lora_compiled_scores_as_eager_and_warms_up_off_the_clock():
+    """Where the run compiles, the adapted forward is compiled with dynamic shapes (here torch.compile's
+    eager backend on the CPU): the same score as eager, its warm-up on random tokens apart from the clock."""
+    config = tiny_config(vocab_size=64, compile="on", compile_backend="eager")
+    model, val = probe_setup(config, tokens=512)
+    with val.clock.measure(final=True):
+        compiled = TTTLoRA(**TTT_LORA).evaluate(model, val, config, True)
+    assert val.clock.warmup_s > 0
+    assert compiled == pytest.approx(TTTLoRA(**TTT_LORA, compile=False).evaluate(model, val, config, True), rel=1e-6)
+
+
 class WarmsUp(Technique):
     """Not a strategy: its final evaluation runs a 0.3 s 'compile warm-up', then leaves the score to others."""
 
@@ -224,7 +272,7 @@ class WarmsUp(Technique):
 
 
 def test_periodic_evaluation_never_adapts_and_the_final_one_is_timed_without_its_warmup(dataset):
-    from golfplan.core.trainer import train
+    from golfplan.core.train.trainer import train
 
     lines: list[str] = []
     kw = dict(val_loss_every=4, iterations=12)
@@ -303,6 +351,7 @@ def test_case_ops_points_a_run_at_the_transformed_dataset(caseops_dataset, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("alone")  # torchrun's processes: one at a time under pytest-xdist
 @pytest.mark.parametrize("plugin,sets", [("sliding_window", ["sliding_window.stride=16"]),
                                          ("ttt_sgd", ["ttt_sgd.chunk_tokens=512", "ttt_sgd.stride=16"])])
 def test_two_processes_score_as_one(dataset, tmp_path, plugin, sets):

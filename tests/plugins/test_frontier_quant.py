@@ -13,13 +13,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from golfplan.core.codec import CODECS, byte_shuffle, byte_unshuffle, pack, packing_for, unpack
+from golfplan.core.export.codec import CODECS, byte_shuffle, byte_unshuffle, pack, packing_for, unpack
 from golfplan.core.config import load_spec
-from golfplan.core.export import chain_object, export_artifact, load_artifact, payload_bytes, run_chain
+from golfplan.core.export.artifact import chain_object, export_artifact, load_artifact, payload_bytes, run_chain
 from golfplan.core.hooks import build_model, resolve
-from golfplan.core.optim import build_optimizers
-from golfplan.core.quant import QTensor, max_code, tensor_group
-from golfplan.core.sizing import estimate_artifact
+from golfplan.core.train.optim import build_optimizers
+from golfplan.core.export.quant import QTensor, max_code, tensor_group
+from golfplan.core.export.sizing import estimate_artifact
 from golfplan.core.state import Clock
 from golfplan.plugins.compress import Compress
 from golfplan.plugins.gptq import GPTQ, gptq_codes
@@ -212,6 +212,22 @@ def test_the_estimate_sizes_the_chain_exactly_and_uses_the_records_measured_rati
     assert plain.ratio == 0.79 and plain.format == "int8_zlib" and plain.payload_bytes == payload_bytes(meta)
 
 
+def test_the_records_chain_with_zpaq_is_estimated_on_the_ratio_the_record_measured():
+    """gptq + lqer + ZPAQ in role groups with hot rows sorted is the record's own chain (its lrzip is
+    ZPAQ): the budget takes the record's ratio as exact; the same layout with brotli borrows it."""
+    config = tiny_config()
+    with torch.device("meta"):
+        meta = build_model(resolve([]), config).state_dict(keep_vars=True)
+    record = estimate_artifact(resolve([GPTQ(), LQER(), Compress(codec="zpaq", layout="grouped", row_sort="hot")]),
+                               meta, config)
+    assert record.exact and record.ratio == 0.439 and "lrzip" in record.ratio_source
+    brotli = estimate_artifact(resolve([GPTQ(), LQER(), Compress(codec="brotli", layout="grouped", row_sort="hot")]),
+                               meta, config)
+    assert not brotli.exact and "no figure for brotli int6" in brotli.ratio_source and "row sort hot" in brotli.ratio_source
+    unsorted = estimate_artifact(resolve([GPTQ(), LQER(), Compress(codec="zpaq", layout="grouped")]), meta, config)
+    assert not unsorted.exact  # measured with the sort: without it, another chain
+
+
 def test_a_tiny_run_through_gptq_lqer_and_brotli_reports_its_round_trip(dataset, capsys):
     result = run_tiny(plugins={"gptq": {}, "lqer": {}, "compress": {"codec": "brotli"}}, iterations=15)
     assert result.status == "complete", result.reason
@@ -286,7 +302,7 @@ def test_late_qat_flag_switches_the_compiled_graph_without_recompiling():
 def test_qat_forward_uses_the_int6_grid_with_straight_through_gradients():
     layer = torch.nn.Module()
     lin = torch.nn.Linear(16, 8, bias=False)
-    from golfplan.core.model import CastedLinear
+    from golfplan.core.model.gpt import CastedLinear
 
     lin.__class__ = CastedLinear
     layer.lin = lin

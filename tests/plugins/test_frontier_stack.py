@@ -11,23 +11,25 @@ from torch._dynamo.testing import CompileCounter
 
 from golfplan.check import trace_techniques
 from golfplan.core.config import shrink
-from golfplan.core.data import DistributedTokenLoader, write_shard
+from golfplan.core.model.attention import DocAttention, cu_seqlens, document_mask, piece_ids
+from golfplan.core.data.shards import DistributedTokenLoader, document_segments, write_shard
 from golfplan.core.errors import PluginError
 from golfplan.core.hooks import apply_configure, build_model, resolve
-from golfplan.core.model import GPT
-from golfplan.core.optim import build_optimizers
+from golfplan.core.model.gpt import GPT
+from golfplan.core.train.optim import build_optimizers
 from golfplan.core.state import Clock, ForwardContext
-from golfplan.core.step import Step, prime
+from golfplan.core.train.step import Step, prime
 from golfplan.core.technique import Technique, hookimpl
-from golfplan.core.trainer import train
+from golfplan.core.train.trainer import train
 from golfplan.plugins.attention_recycling import AttentionRecycling
 from golfplan.plugins.bigram_hash import BigramHash, BigramHashTechnique, bigram_buckets
 from golfplan.plugins.depth_recurrence import DepthRecurrence
-from golfplan.plugins.doc_packing import DocPacking, DocumentPackingLoader, document_segments
+from golfplan.plugins.doc_packing import DocPacking, DocumentPackingLoader
 from golfplan.plugins.parallel import Parallel
 from golfplan.plugins.parallel_lanes import LaneStack, ParallelLanes
 from golfplan.plugins.skip_gates import GatedSkip, SkipGates
 from golfplan.plugins.smear_gate import SmearGate, SmearGateTechnique
+from golfplan.plugins.sparse_attn_gate import SparseAttnGate
 from golfplan.registry import Registry, combination_problems
 from tests.conftest import tiny_config
 
@@ -343,8 +345,14 @@ def test_document_segments_of_a_hand_made_stream():
     assert document_segments(x, BOS).tolist() == [[0, 1, 1, 1, 2, 2], [0, 0, 1, 2, 2, 2]]
 
 
+def stream_of_documents(lengths: list[int], seed: int = 0) -> torch.Tensor:
+    """Documents of these lengths (each a BOS and length - 1 tokens), one after another."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.cat([torch.cat([torch.tensor([BOS]), torch.randint(2, 50, (n - 1,), generator=gen)]) for n in lengths])
+
+
 @pytest.mark.parametrize("world_size", [1, 2])
-def test_packing_loader_reads_the_baselines_batches_and_adds_their_segments(tmp_path, world_size):
+def test_packing_loader_reads_the_baselines_tokens_as_one_row_with_their_documents(tmp_path, world_size):
     rng = np.random.default_rng(0)
     tokens = rng.integers(2, 50, size=4000)
     tokens[rng.choice(4000, size=60, replace=False)] = BOS
@@ -352,13 +360,89 @@ def test_packing_loader_reads_the_baselines_batches_and_adds_their_segments(tmp_
     cpu = torch.device("cpu")
     for rank in range(world_size):
         base = DistributedTokenLoader(tmp_path, rank, world_size, cpu)
-        packed = DocumentPackingLoader(tmp_path, rank, world_size, cpu, BOS)
+        packed = DocumentPackingLoader(tmp_path, rank, world_size, cpu, BOS, 32)
         for _ in range(3):
             x0, y0 = base.next_batch(256, 32, 2)
             x, y, extras = packed.next_batch(256, 32, 2)
-            assert torch.equal(x, x0) and torch.equal(y, y0)
-            assert torch.equal(extras["segments"], document_segments(x, BOS))
+            assert x.shape == (1, 256 // (2 * world_size)) and torch.equal(x, x0.reshape(1, -1))
+            assert torch.equal(y, y0.reshape(1, -1))
+            assert torch.equal(extras["segments"], document_segments(x, BOS)) and "cu_seqlens" not in extras  # cpu
             assert torch.equal(packed.batch_extras(x)["segments"], extras["segments"])
+
+
+@pytest.mark.parametrize("max_len", [2048, 32, 7])
+def test_varlen_pieces_never_cut_a_document_before_its_first_max_len_tokens(max_len):
+    """Pieces come from each document's start: its first ``max_len`` tokens are one piece wherever the
+    document falls in the packed row (the old rows cut documents at fixed row boundaries); a longer
+    document goes on in pieces of ``max_len``; no piece crosses a BOS; the host's cu_seqlens (flash
+    varlen) have the same boundaries."""
+    lengths = [5, 3000, 40, 2100, 33, 1, 64, 700, 2048, 2049, 90]
+    x = stream_of_documents(lengths)[None]
+    pieces = piece_ids(document_segments(x, BOS), max_len)[0]
+    assert x.size(1) > max_len or max_len == 2048
+    start = 0
+    for n in lengths:
+        doc = pieces[start : start + n]
+        for k in range(0, n, max_len):
+            part = doc[k : k + max_len]
+            assert (part == part[0]).all(), f"a document of {n} cut inside its tokens {k}..{k + max_len}"
+            assert k == 0 and start == 0 or part[0] != pieces[start + k - 1]  # a new piece starts here
+        start += n
+    bounds = [0, *(torch.nonzero(pieces[1:] != pieces[:-1]).flatten() + 1).tolist(), x.size(1)]
+    cu = cu_seqlens(x, BOS, max_len)
+    assert cu.dtype == torch.int32 and cu.numel() % 64 == 0
+    assert cu[: len(bounds)].tolist() == bounds and (cu[len(bounds):] == x.size(1)).all()
+    rows = x[:, :8200].reshape(4, -1)  # several rows: each row start is a boundary too
+    row_pieces = piece_ids(document_segments(rows, BOS), max_len)
+    flat = (row_pieces + torch.arange(4)[:, None] * 10**6).reshape(-1)
+    flat_bounds = [0, *(torch.nonzero(flat[1:] != flat[:-1]).flatten() + 1).tolist(), rows.numel()]
+    assert cu_seqlens(rows, BOS, max_len)[: len(flat_bounds)].tolist() == flat_bounds
+
+
+def test_blocked_sdpa_of_a_long_row_is_the_full_piece_mask():
+    """A row longer than ``max_len`` attends in blocks (O(seq x max_len)): the same outputs as one
+    (seq x seq) piece mask."""
+    x = stream_of_documents([5, 70, 3, 33, 100, 9, 31])[None]  # 251 tokens, pieces of at most 32
+    pieces = piece_ids(document_segments(x, BOS), 32)
+    gen = torch.Generator().manual_seed(1)
+    q = torch.randn(1, 4, x.size(1), 8, generator=gen)
+    k, v = torch.randn(2, 1, 2, x.size(1), 8, generator=gen)
+    blocked = DocAttention(document_segments(x, BOS), None, 32)(q, k, v)
+    full = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=document_mask(pieces), enable_gqa=True)
+    assert torch.allclose(blocked, full, atol=1e-6)
+
+
+def test_the_pieces_and_their_mask_are_built_once_per_batch_not_per_layer(monkeypatch):
+    import golfplan.core.model.attention as attention
+
+    calls = {"piece_ids": 0, "document_mask": 0}
+    for name in calls:
+        def counted(*a, f=getattr(attention, name), name=name):
+            calls[name] += 1
+            return f(*a)
+
+        monkeypatch.setattr(attention, name, counted)
+    model = built(DocPacking())
+    for lengths in ([20, 150, 9, 64, 65, 40], [10, 30]):  # a packed row (blocked), then a short one
+        x = stream_of_documents(lengths)[None]
+        model(x, torch.roll(x, -1, 1), segments=document_segments(x, BOS)).backward()
+    assert len(model.blocks) == 4 and calls == {"piece_ids": 2, "document_mask": 1}
+
+
+def test_a_packed_row_scores_each_piece_as_if_alone():
+    """Through the whole model: the logits of a packed row of documents (longer than the 64-token
+    pieces: the blocked path) equal those of each piece run alone, from its own position 0."""
+    lengths = [20, 150, 9, 64, 65, 40]  # pieces of at most 64: 150 = 64 + 64 + 22, 65 = 64 + 1
+    model = built(DocPacking(), SparseAttnGate()).eval()
+    perturb(model)
+    x = stream_of_documents(lengths)[None]
+    packed = logits(model, x, document_segments(x, BOS))
+    start = 0
+    for n in lengths:
+        for k in range(0, n, 64):
+            a, b = start + k, start + min(k + 64, n)
+            assert torch.allclose(packed[:, a:b], logits(model, x[:, a:b], None), atol=1e-4), (n, k)
+        start += n
 
 
 @pytest.mark.parametrize("embeds", [[], [SmearGateTechnique], [BigramHashTechnique],

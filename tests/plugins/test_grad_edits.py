@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from golfplan.core.errors import PluginError
-from golfplan.core.model import GPT
+from golfplan.core.model.gpt import GPT
 from golfplan.core.state import Clock
 from golfplan.plugins.canopy import Canopy
 from golfplan.plugins.mycorrhizal import Mycorrhizal

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from golfplan.core.hooks import build_model, forward_fns, resolve
-from golfplan.core.model import GPT, CausalSelfAttention
+from golfplan.core.model.gpt import GPT, CausalSelfAttention
 from golfplan.core.state import ForwardContext
 from golfplan.plugins.embed_mixup import EmbedMixup
 from golfplan.plugins.head_diversity import HeadDiversity, head_similarity

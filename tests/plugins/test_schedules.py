@@ -9,7 +9,7 @@ import torch
 
 from golfplan.core.errors import ConfigError
 from golfplan.core.hooks import apply_configure, resolve
-from golfplan.core.optim import split_params
+from golfplan.core.train.optim import split_params
 from golfplan.core.state import Clock
 from golfplan.core.technique import Technique, hookimpl
 from golfplan.plugins.breathing import Breathing, breathing

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from golfplan.core.hooks import build_model, resolve
-from golfplan.core.model import GPT
-from golfplan.core.optim import split_params
+from golfplan.core.model.gpt import GPT
+from golfplan.core.train.optim import split_params
 from golfplan.core.state import Clock
 from golfplan.plugins.controlled_burn import ControlledBurn
 from golfplan.plugins.metamorphosis import Metamorphosis, dropout_rate
@@ -48,11 +48,11 @@ def matrix_names(model: GPT) -> list[str]:
 def test_controlled_burn_zeroes_the_smallest_fraction_of_each_matrix_at_its_steps():
     model = random_model()
     burn = ControlledBurn()
-    assert (burn.p.fraction, burn.p.every) == (0.05, 50)
+    assert (burn.p.fraction, burn.p.every) == (0.05, 50 / 240)  # the seed's every 50 of its 240 steps
     names = matrix_names(model)
     assert len(names) == 4 * 6  # c_q, c_k, c_v, proj, fc, mlp.proj per block
     before = snapshot(model)
-    step(burn, model, Clock(step=49, iterations=200))  # the 50th step
+    step(burn, model, Clock(step=49, iterations=240))  # the 50th step of 240
     after = snapshot(model)
     for name in names:
         w0, w1 = before[name], after[name]
@@ -65,17 +65,48 @@ def test_controlled_burn_zeroes_the_smallest_fraction_of_each_matrix_at_its_step
         assert torch.equal(before[name], after[name]), name
 
 
-@pytest.mark.parametrize("s", [0, 1, 25, 48, 50, 98])
-def test_controlled_burn_does_nothing_between_burns(s):
+@pytest.mark.parametrize("s", [0, 1, 25, 48])
+def test_controlled_burn_does_nothing_before_its_first_burn(s):
     model = random_model()
     before = snapshot(model)
-    step(ControlledBurn(), model, Clock(step=s, iterations=200))
+    step(ControlledBurn(), model, Clock(step=s, iterations=240))
     assert all(torch.equal(before[k], v) for k, v in snapshot(model).items())
+
+
+def burn_steps(tech, monkeypatch, clocks) -> list[int]:
+    """The steps (counted from 1) after which ``tech`` burned, over a run of ``clocks``."""
+    import golfplan.plugins.controlled_burn as mod
+
+    fired: list[int] = []
+    monkeypatch.setattr(mod, "burn_", lambda w, fraction: fired.append(clock.step + 1))
+    model = random_model()
+    for clock in clocks:
+        step(tech, model, clock)
+    return sorted(set(fired))
+
+
+@pytest.mark.parametrize("iterations,expected", [
+    (240, [50, 100, 150, 200]),  # the seed's run: every 50 steps, exactly
+    (40, [9, 17, 25, 34]),  # the cpu profile: the first steps that reach 5/24, 10/24, 15/24, 20/24 of the run
+    (4800, [1000, 2000, 3000, 4000]),  # a long run: still four burns, at the same shares
+])
+def test_controlled_burn_burns_at_the_same_shares_of_the_run_on_any_horizon(monkeypatch, iterations, expected):
+    clocks = [Clock(step=s, iterations=iterations) for s in range(iterations)]
+    assert burn_steps(ControlledBurn(), monkeypatch, clocks) == expected
+
+
+def test_controlled_burn_on_a_wallclock_capped_run_burns_where_a_step_capped_one_does(monkeypatch):
+    # 240 steps in 600 s (the seed's run: 2.5 s a step), iterations only an upper bound
+    clocks = [Clock(step=s, iterations=20_000, elapsed_s=2.5 * s, wallclock_s=600.0) for s in range(240)]
+    assert burn_steps(ControlledBurn(), monkeypatch, clocks) == [50, 100, 150, 200]
+    # a slower machine, 120 steps in the same 600 s: the same shares of its wallclock
+    clocks = [Clock(step=s, iterations=20_000, elapsed_s=5.0 * s, wallclock_s=600.0) for s in range(120)]
+    assert burn_steps(ControlledBurn(), monkeypatch, clocks) == [25, 50, 75, 100]
 
 
 def test_controlled_burn_fraction_and_every_params():
     model = random_model()
-    burn = ControlledBurn(fraction=0.2, every=10)
+    burn = ControlledBurn(fraction=0.2, every=0.1)
     step(burn, model, Clock(step=9, iterations=100))
     w = model.blocks[2].mlp.fc.weight
     assert int((w == 0).sum()) == round(0.2 * w.numel())
@@ -95,11 +126,11 @@ def test_weight_perturbation_adds_noise_of_the_stated_scale_every_n_steps():
     model = random_model()
     names = matrix_names(model)
     pert = WeightPerturbation(scale=1e-2)
-    assert (WeightPerturbation().p.scale, WeightPerturbation().p.every) == (1e-4, 100)
+    assert (WeightPerturbation().p.scale, WeightPerturbation().p.every) == (1e-4, 100 / 240)  # the seed's 100 of 240
     before = snapshot(model)
-    step(pert, model, Clock(step=98, iterations=300))
+    step(pert, model, Clock(step=98, iterations=240))
     assert all(torch.equal(before[k], v) for k, v in snapshot(model).items())  # not a perturbation step
-    step(pert, model, Clock(step=99, iterations=300))
+    step(pert, model, Clock(step=99, iterations=240))
     after = snapshot(model)
     mean, std = noise_stats(before, after, names)
     assert std == pytest.approx(1e-2, rel=0.03)
@@ -110,11 +141,24 @@ def test_weight_perturbation_adds_noise_of_the_stated_scale_every_n_steps():
         assert torch.equal(before[n], after[n]), n
     # the same seed and step draw the same noise; another step draws other noise
     twin = random_model()
-    step(pert, twin, Clock(step=99, iterations=300))
+    step(WeightPerturbation(scale=1e-2), twin, Clock(step=99, iterations=240))
     assert all(torch.equal(after[k], v) for k, v in snapshot(twin).items())
     other = random_model()
-    step(pert, other, Clock(step=199, iterations=300))
+    step(WeightPerturbation(scale=1e-2), other, Clock(step=199, iterations=240))
     assert not torch.equal(snapshot(other)[names[0]], after[names[0]])
+
+
+@pytest.mark.parametrize("iterations,expected", [(240, [100, 200]), (40, [17, 34]), (2400, [1000, 2000])])
+def test_weight_perturbation_strikes_twice_a_run_on_any_horizon(monkeypatch, iterations, expected):
+    import golfplan.plugins.weight_noise as mod
+
+    struck: list[int] = []
+    monkeypatch.setattr(mod, "add_noise_", lambda params, std, seed: struck.append(clock.step + 1))
+    pert, model = WeightPerturbation(), random_model()
+    for s in range(iterations):
+        clock = Clock(step=s, iterations=iterations)
+        step(pert, model, clock)
+    assert struck == expected
 
 
 @pytest.mark.parametrize("progress,expected", [(0.0, 1e-3), (0.1, 5e-4), (0.3, 1.25e-4), (1.0, 1e-3 / 1024)])

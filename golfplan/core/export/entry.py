@@ -1,7 +1,7 @@
 """The packed ``train_gpt.py``'s entry point: train the configuration baked into it.
 
 :func:`run_packed` reads the challenge's environment variables into the baked configuration
-(:func:`golfplan.core.pack.env_overrides`: ``DATA_PATH``, ``TOKENIZER_PATH``, ``SEED``, ``RUN_ID``
+(:func:`golfplan.core.export.pack.env_overrides`: ``DATA_PATH``, ``TOKENIZER_PATH``, ``SEED``, ``RUN_ID``
 and every config key under its upper-case name) and trains exactly as ``golfplan run --spec``
 would, logging in the challenge's format (to the console and to ``logs/$RUN_ID.txt``) and writing
 the run's files (the artifact ``final_model.<format>.ptz``, ``train.log``, ``events.jsonl``,
@@ -18,7 +18,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from golfplan.core import pack
+from golfplan.core.export import pack
 
 
 def run_packed(baked: str, path: str) -> int:
@@ -27,8 +27,8 @@ def run_packed(baked: str, path: str) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as the ``golfplan`` command does
     data = json.loads(baked)
     from golfplan.core.config import Config
-    from golfplan.core.runtime import is_rank0, leave_distributed, torchrun_env
-    from golfplan.core.trainer import train
+    from golfplan.core.train.runtime import is_rank0, leave_distributed, torchrun_env
+    from golfplan.core.train.trainer import train
 
     config = pack.default_data(Config(**data["config"]).replace(**pack.env_overrides()))
     techniques = [getattr(importlib.import_module(module), cls)(**params) for module, cls, params in data["plugins"]]

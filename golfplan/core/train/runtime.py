@@ -4,11 +4,12 @@ Everything that reads ``RANK``/``WORLD_SIZE`` or decides how many CPU threads a 
 lives here, so the trainer, the check and the command line agree.
 
 CPU threads: a run uses exactly ``GOLFPLAN_THREADS`` (or ``OMP_NUM_THREADS``) when set, else the
-cores it is allowed on (its affinity mask) divided by the number of golfplan runs started at once
-on this host (``GOLFPLAN_CONCURRENT``, which the planner sets; default 1). The count never depends on the machine's load, so
-a step-capped CPU run gives the same numbers whatever else the machine is doing (CPU kernels
-reduce in an order that depends on the thread count, so the count is part of the result and is
-recorded with it).
+cores it is allowed on (its affinity mask) shared among torchrun's processes. The count never
+depends on the machine's load nor on how many runs share the host, so a step-capped CPU run gives
+the same numbers whatever else the machine is doing (CPU kernels reduce in an order that depends on
+the thread count, so the count is part of the result and is recorded with it). A study fixes it
+for each of its runs (``GOLFPLAN_THREADS``, the study's ``threads``), whether its trials run one at a
+time or side by side.
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ def available_cores() -> int:
 
 def cpu_threads(world_size: int = 1) -> int:
     """Threads for one CPU run: GOLFPLAN_THREADS (or OMP_NUM_THREADS), else the cores it may use
-    shared among the runs started together on this host (torchrun's processes and the planner's
-    concurrent trials). Never the machine's load: the count is part of a CPU result."""
+    shared among torchrun's processes. Never the machine's load nor the number of runs beside it:
+    the count is part of a CPU result."""
     explicit = os.environ.get("GOLFPLAN_THREADS") or os.environ.get("OMP_NUM_THREADS")
     if explicit:
         try:
@@ -116,11 +117,7 @@ def cpu_threads(world_size: int = 1) -> int:
         if n <= 0:
             raise GolfplanError(f"GOLFPLAN_THREADS/OMP_NUM_THREADS must be a positive integer, got {explicit!r}")
         return n
-    try:
-        concurrent = max(int(os.environ.get("GOLFPLAN_CONCURRENT", "1")), 1)
-    except ValueError:
-        concurrent = 1
-    return max(available_cores() // (concurrent * max(world_size, 1)), 1)
+    return max(available_cores() // max(world_size, 1), 1)
 
 
 def set_cpu_threads(world_size: int = 1) -> int:

@@ -13,8 +13,9 @@ built: modules on the raw embeddings (``build_embed``), taps inside every attent
 (``layer_orders``), how a skip joins the decoder (``skip_merge``), the stack that runs them
 (``build_stack``), and the plain forward functions of ``ForwardFns``.
 
-A forward may carry ``segments`` (a document index per position, from the loader): attention
-then never looks across a document boundary.
+A forward may carry ``segments`` (a document index per position, from the loader) and
+``cu_seqlens``: attention then runs inside pieces of documents (``golfplan.core.model.attention``). An
+evaluation strategy may give ``token_losses`` test-time adapters (``lora``), one set per layer run.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from golfplan.core.model.attention import attend
 from golfplan.core.config import Config
 from golfplan.core.state import ForwardContext
 
@@ -111,38 +113,12 @@ class AttentionTap(nn.Module):
         return y
 
 
-def document_mask(segments: Tensor) -> Tensor:
-    """(batch, 1, seq, seq) bool: position i may attend to j <= i of the same document."""
-    same = segments[:, None, :, None] == segments[:, None, None, :]
-    t = segments.size(-1)
-    causal = torch.ones(t, t, dtype=torch.bool, device=segments.device).tril()
-    return same & causal
-
-
-try:  # flex attention (torch >= 2.5): document masks as a block-sparse kernel on CUDA (attend)
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
-except ImportError:  # pragma: no cover - an older torch: masked SDPA everywhere
-    create_block_mask = flex_attention = None
-
-
-def attend(q: Tensor, k: Tensor, v: Tensor, segments: Tensor | None) -> Tensor:
-    """Causal attention; with ``segments``, also never across a document boundary.
-
-    Documents on CUDA: flex attention with a block mask built from the segments (the compiled
-    model fuses it into one kernel that skips the blocks across documents) where the installed
-    torch has it, else SDPA with an explicit mask (the trainer enables a kernel that takes one).
-    On the CPU: SDPA with the explicit mask (``document_mask``)."""
-    gqa = k.size(1) != q.size(1)
-    if segments is None:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=True, enable_gqa=gqa)
-    if q.is_cuda and flex_attention is not None:
-        def same_document_causal(b: Tensor, h: Tensor, qi: Tensor, ki: Tensor) -> Tensor:
-            return (ki <= qi) & (segments[b, qi] == segments[b, ki])
-
-        mask = create_block_mask(same_document_causal, q.size(0), None, q.size(2), k.size(2), device=q.device)
-        # one dtype for the kernel: what SDPA's autocast would give (v is the projection's, bf16 under autocast)
-        return flex_attention(q.to(v.dtype), k.to(v.dtype), v, block_mask=mask, enable_gqa=gqa)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=document_mask(segments), enable_gqa=gqa)
+def adapted(ctx: ForwardContext | None, point: str, x: Tensor, y: Tensor) -> Tensor:
+    """``y`` plus the test-time adapter of ``point`` at the layer running now (``ctx.extras["lora"]``,
+    given to ``GPT.token_losses``; ``ctx.extras["layer"]`` counts the layers run), or ``y``."""
+    lora = ctx.extras.get("lora") if ctx is not None else None
+    delta = lora(point, ctx.extras["layer"], x) if lora is not None else None
+    return y if delta is None else y + delta
 
 
 class CausalSelfAttention(nn.Module):
@@ -163,13 +139,16 @@ class CausalSelfAttention(nn.Module):
         self.q_gain = nn.Parameter(torch.full((self.num_heads,), config.qk_gain_init, dtype=torch.float32))
         self.rotary = Rotary(self.rope_dims or self.head_dim, base=config.rope_base)
         self.taps = nn.ModuleList(taps or [])
+        self.max_len = config.train_seq_len  # the longest piece of a document attention sees
 
     def heads(self, x: Tensor, ctx: ForwardContext | None = None) -> Tensor:
         """Per-head attention outputs, shape (batch, num_heads, seq, head_dim)."""
         bsz, seqlen, _ = x.shape
-        q = self.c_q(x).reshape(bsz, seqlen, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.c_k(x).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.c_v(x).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        if ctx is not None and "lora" in ctx.extras:  # one layer more has run: its adapters
+            ctx.extras["layer"] += 1
+        q = adapted(ctx, "q", x, self.c_q(x)).reshape(bsz, seqlen, self.num_heads, self.head_dim).transpose(1, 2)
+        k = adapted(ctx, "k", x, self.c_k(x)).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = adapted(ctx, "v", x, self.c_v(x)).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q = F.rms_norm(q, (q.size(-1),))
         k = F.rms_norm(k, (k.size(-1),))
         cos, sin = self.rotary(seqlen, x.device, q.dtype)
@@ -178,7 +157,7 @@ class CausalSelfAttention(nn.Module):
         q = q * self.q_gain.to(dtype=q.dtype)[None, :, None, None]
         for tap in self.taps:
             q, k, v = tap.qkv(q, k, v, x, ctx)
-        y = attend(q, k, v, ctx.segments if ctx is not None else None)
+        y = attend(q, k, v, ctx, self.max_len)
         for tap in self.taps:
             y = tap.out(y, q, k, v, x, ctx)
         return y
@@ -188,7 +167,7 @@ class CausalSelfAttention(nn.Module):
         return self.proj(y.transpose(1, 2).contiguous().reshape(bsz, seqlen, self.num_heads * self.head_dim))
 
     def forward(self, x: Tensor, ctx: ForwardContext | None = None) -> Tensor:
-        return self.merge(self.heads(x, ctx))
+        return adapted(ctx, "o", x, self.merge(self.heads(x, ctx)))
 
 
 def relu2(x: Tensor) -> Tensor:
@@ -239,7 +218,7 @@ class Block(nn.Module):
         return self.scaled(self.attn_scale, self.attn_post(self.attn(h, ctx)), ctx)
 
     def mlp_branch(self, h: Tensor, ctx: ForwardContext) -> Tensor:
-        return self.scaled(self.mlp_scale, self.mlp_post(self.mlp(h)), ctx)
+        return self.scaled(self.mlp_scale, self.mlp_post(adapted(ctx, "mlp", h, self.mlp(h))), ctx)
 
     def attn_out(self, x: Tensor, ctx: ForwardContext) -> Tensor:
         return self.attn_branch(self.attn_norm(x), ctx)
@@ -395,8 +374,16 @@ class GPT(nn.Module):
         proj = proj + delta if delta is not None else proj  # a head adapter (LoRA TTT), before the softcap
         return self.logit_softcap * torch.tanh(proj / self.logit_softcap)
 
-    def forward(self, input_ids: Tensor, target_ids: Tensor, segments: Tensor | None = None) -> Tensor:
-        ctx = ForwardContext(self, self.progress, input_ids, target_ids, self.training, segments)
+    def context(self, input_ids: Tensor, target_ids: Tensor, training: bool, segments: Tensor | None,
+                cu_seqlens: Tensor | None) -> ForwardContext:
+        ctx = ForwardContext(self, self.progress, input_ids, target_ids, training, segments)
+        if cu_seqlens is not None:
+            ctx.extras["cu_seqlens"] = cu_seqlens
+        return ctx
+
+    def forward(self, input_ids: Tensor, target_ids: Tensor, segments: Tensor | None = None,
+                cu_seqlens: Tensor | None = None) -> Tensor:
+        ctx = self.context(input_ids, target_ids, self.training, segments, cu_seqlens)
         if self.training:
             for f in self.fns.batch:
                 input_ids, target_ids = f(input_ids, target_ids, ctx)
@@ -413,12 +400,18 @@ class GPT(nn.Module):
         return loss
 
     def token_losses(self, input_ids: Tensor, target_ids: Tensor, segments: Tensor | None = None,
-                     head_delta: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+                     cu_seqlens: Tensor | None = None, lora: Callable | None = None) -> Tensor:
         """Per-token cross-entropy (batch, seq) under the current mode, no training functions: what
-        evaluation strategies score with. ``head_delta(h)`` adds to the head's projection (an adapter)."""
-        ctx = ForwardContext(self, self.progress, input_ids, target_ids, False, segments)
+        evaluation strategies score with. ``lora(point, layer, x)`` gives test-time adapters' deltas
+        (or None): points ``q``, ``k``, ``v`` (the attention's input projections), ``o`` (the attention
+        as a whole) and ``mlp`` (the MLP) of every layer run, counted from 0 in the order they run (a
+        block that runs twice is two layers), and ``head`` (layer 0, before the softcap)."""
+        ctx = self.context(input_ids, target_ids, False, segments, cu_seqlens)
+        if lora is not None:
+            ctx.extras.update(lora=lora, layer=-1)
         h = self.hidden(input_ids, ctx)
-        logits = self.logits(h, head_delta(h) if head_delta is not None else None)
+        delta = lora("head", 0, h.view(*input_ids.shape, -1)) if lora is not None else None
+        logits = self.logits(h, delta.reshape(h.size(0), -1) if delta is not None else None)
         return F.cross_entropy(logits.float(), target_ids.reshape(-1), reduction="none").view_as(target_ids)
 
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from golfplan.core.config import Config
 from golfplan.core.errors import PluginError
-from golfplan.core.model import CONTROL_TENSOR_NAME_PATTERNS
+from golfplan.core.model.gpt import CONTROL_TENSOR_NAME_PATTERNS
 
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
 ROLES = ("embed", "head", "matrix", "scalar")

@@ -3,19 +3,19 @@
 The chain (``export_artifact``), once training and calibration are done:
 
 1. every unique tensor (tensors that share storage, weight sharing, are stored once) gets its
-   group by the core rule (``golfplan.core.quant.tensor_group``: attn, mlp, embed, gate, small,
+   group by the core rule (``golfplan.core.export.quant.tensor_group``: attn, mlp, embed, gate, small,
    other) and is stored by the first ``quantize_tensor`` plugin that takes it, else by the
    challenge's rule (``default_qtensor``): 2-D float tensors over 65,536 elements one int8 row
    each with an fp16 scale from the 99.99984th percentile of |w|, smaller ones fp16 (control
    tensors fp32), non-float tensors as they are;
 2. the ``export_postpass`` plugins, in order, may replace stored tensors (LQER adds low-rank
    corrections);
-3. the ``compressor`` plugin's ``Packing`` (``golfplan.core.codec``) serialises and compresses,
+3. the ``compressor`` plugin's ``Packing`` (``golfplan.core.export.codec``) serialises and compresses,
    else ``torch.save`` + zlib level 9.
 
 With no plugin in any link the bytes are the challenge's ``export_int8_zlib``'s, byte for byte.
 ``load_artifact`` decodes any artifact from its bytes alone: the container records the packing,
-each stored tensor its format and the method that made it. ``golfplan.core.sizing`` answers how
+each stored tensor its format and the method that made it. ``golfplan.core.export.sizing`` answers how
 many bytes a state dict (meta tensors too) would take through a run's chain.
 """
 
@@ -30,11 +30,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from golfplan.core.codec import DEFAULT_PACKING, Packing, pack, unpack
+from golfplan.core.export.codec import DEFAULT_PACKING, Packing, pack, unpack
 from golfplan.core.errors import PluginError
 from golfplan.core.hooks import call_order, impl_owner
-from golfplan.core.model import CONTROL_TENSOR_NAME_PATTERNS
-from golfplan.core.quant import QTensor, tensor_group
+from golfplan.core.model.gpt import CONTROL_TENSOR_NAME_PATTERNS
+from golfplan.core.export.quant import QTensor, tensor_group
 
 INT8_KEEP_FLOAT_MAX_NUMEL = 65_536
 INT8_KEEP_FLOAT_STORE_DTYPE = torch.float16
@@ -272,7 +272,7 @@ class Chain:
 
 def _checked(name: str, shape: tuple, qt: Any, where: str) -> QTensor:
     if not isinstance(qt, QTensor):
-        raise PluginError(f"{where} returned {type(qt).__name__} for {name}; expected a golfplan.core.quant.QTensor")
+        raise PluginError(f"{where} returned {type(qt).__name__} for {name}; expected a golfplan.core.export.quant.QTensor")
     if qt.shape != shape:
         raise PluginError(f"{where} stored {name} with shape {list(qt.shape)}, not its {list(shape)}")
     return qt
@@ -303,7 +303,7 @@ def run_chain(hooks: Any, state_dict: dict[str, Tensor], stats: dict[str, Any], 
                                 group=out[name].group)
     packing = h.compressor(config=config)
     if packing is not None and not isinstance(packing, Packing):
-        raise PluginError(f"compressor returned {type(packing).__name__}; expected a golfplan.core.codec.Packing")
+        raise PluginError(f"compressor returned {type(packing).__name__}; expected a golfplan.core.export.codec.Packing")
     return Chain(out, aliases, packing or DEFAULT_PACKING)
 
 

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from golfplan.core.model import CONTROL_TENSOR_NAME_PATTERNS
+from golfplan.core.model.gpt import CONTROL_TENSOR_NAME_PATTERNS
 
 SMALL_MAX_NUMEL = 65_536
 GROUPS = ("attn", "mlp", "embed", "gate", "small", "other")

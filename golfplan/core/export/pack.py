@@ -1,16 +1,17 @@
 """A run's code, as the challenge counts it: the one ``train_gpt.py`` that ``golfplan export`` writes.
 
 The challenge counts the bytes of ``train_gpt.py``, not of the files it was made from. The
-packer (:mod:`golfplan.core.packer`) bundles the core modules a run needs, the modules of the
+packer (:mod:`golfplan.core.export.packer`) bundles the core modules a run needs, the modules of the
 plugins it used and its resolved configuration into one file that runs without golfplan
-installed: every module minified with python-minifier, the lot brotli-11 compressed and wrapped
-in a two-line self-extracting ``exec`` stub, as the record does (its F:2629-2642).
+installed: what the run cannot reach shaken out, every module minified with python-minifier, the
+lot ZPAQ-compressed and wrapped in a four-line self-extracting ``exec`` stub, as the record wraps
+its brotli-11 code (its F:2629-2642).
 :func:`code_size` is that file's length: what the trainer reports as the run's code bytes and
 the budget check adds to the model.
 
-The packed file's entry point is :func:`golfplan.core.entry.run_packed`; it reads the challenge's
+The packed file's entry point is :func:`golfplan.core.export.entry.run_packed`; it reads the challenge's
 environment variables with :func:`env_overrides` and :func:`default_data` below. Inside a packed
-file :func:`code_size` is the file's own length.
+file :func:`code_size` is the file's own length, and :data:`PACKED` is true.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 PACKED_FILE: str | None = None  # the packed train_gpt.py this process runs from, if any
+# True inside a packed train_gpt.py. The packer folds every read of it to True when it shakes the
+# program (golfplan.core.export.shake), so code under ``if not PACKED`` (what only the library does:
+# building the embedded dataset, running the plugins' ``configure``) is not packed at all.
+PACKED = False
 
 # The challenge's data layout (its README and baseline train_gpt.py): used when DATA_PATH /
 # TOKENIZER_PATH are not set and these exist under the working directory.
@@ -33,7 +38,7 @@ def code_size(config: Any, techniques: Sequence[Any]) -> int:
     file: that file's own length."""
     if PACKED_FILE is not None:
         return os.path.getsize(PACKED_FILE)
-    from golfplan.core.packer import pack
+    from golfplan.core.export.packer import pack
 
     return len(pack(config, techniques).code)
 

@@ -143,12 +143,15 @@ class DistributedTokenLoader:
         self.rank, self.world_size, self.device = rank, world_size, device
         self.stream = TokenStream(shard_files(data_path, TRAIN_PATTERN))
 
-    def next_batch(self, global_tokens: int, seq_len: int, grad_accum_steps: int) -> tuple[Tensor, Tensor]:
-        local_tokens = global_tokens // (self.world_size * grad_accum_steps)
-        span = local_tokens + 1
+    def local_span(self, global_tokens: int, grad_accum_steps: int) -> Tensor:
+        """This rank's next ``global_tokens / (world x accumulation)`` tokens + 1, int64 on the host."""
+        span = global_tokens // (self.world_size * grad_accum_steps) + 1
         chunk = self.stream.take(span * self.world_size)
-        local = chunk[self.rank * span : (self.rank + 1) * span].to(dtype=torch.int64)
-        x = local[:-1].reshape(-1, seq_len)
-        y = local[1:].reshape(-1, seq_len)
-        non_blocking = self.device.type == "cuda"
-        return x.to(self.device, non_blocking=non_blocking), y.to(self.device, non_blocking=non_blocking)
+        return chunk[self.rank * span : (self.rank + 1) * span].to(dtype=torch.int64)
+
+    def to_device(self, t: Tensor) -> Tensor:
+        return t.to(self.device, non_blocking=self.device.type == "cuda")
+
+    def next_batch(self, global_tokens: int, seq_len: int, grad_accum_steps: int) -> tuple[Tensor, Tensor]:
+        local = self.local_span(global_tokens, grad_accum_steps)
+        return self.to_device(local[:-1].reshape(-1, seq_len)), self.to_device(local[1:].reshape(-1, seq_len))

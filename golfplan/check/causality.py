@@ -1,5 +1,5 @@
-"""The causality probe: does an evaluation strategy score every token once, from the past only, and
-adapt (test-time training) only on tokens it has already scored?
+"""The causality probe of ``golfplan check --legal``: does an evaluation strategy score every token
+once, from the past only, and adapt (test-time training) only on tokens it has already scored?
 
     model, val = probe_setup(config, techniques)          # no dataset needed
     verdict = causality_probe(strategy, model, val, config)
@@ -8,8 +8,8 @@ adapt (test-time training) only on tokens it has already scored?
 
 A strategy is a :class:`golfplan.core.technique.Technique` with an ``evaluate`` hookimpl, or a
 callable ``(model, val, config, final) -> (loss, bpb) | None``; None (the default) probes
-:func:`golfplan.core.evaluate.plain`, the default evaluation. Its scores are read from the
-:class:`golfplan.core.evaluate.Tally` it adds them to; its updates from torch.optim's global
+:func:`golfplan.core.evaluate.score.plain`, the default evaluation. Its scores are read from the
+:class:`golfplan.core.evaluate.score.Tally` it adds them to; its updates from torch.optim's global
 step hooks. The model is put back to its state before every run of the strategy. Checks, the
 first violation ends the probe:
 
@@ -46,8 +46,8 @@ import torch
 from torch import Tensor, nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from golfplan.core.evaluate import ValData, plain
-from golfplan.core.tokenizer import ByteTables
+from golfplan.core.evaluate.score import ValData, plain
+from golfplan.core.data.tokenizer import ByteTables
 
 Strategy = Callable[[nn.Module, ValData, Any, bool], "tuple[float, float] | None"]
 
@@ -231,10 +231,10 @@ def probe_setup(config: Any, techniques: Sequence[Any] = (), tokens: int = 0, se
     block a no-op and hide a leak through it), and random tokens in documents of random length
     (``doc_lengths``), each starting with BOS, one byte per token (a BOS: none). ``tokens``: the
     number of targets, rounded down to whole sequences (default four sequences)."""
-    from golfplan.core.hooks import build_model, resolve
+    from golfplan.core.hooks import build_model, compose
 
     torch.manual_seed(seed)
-    model = build_model(resolve(list(techniques)), config)
+    model = build_model(compose(list(techniques), config, configure=False).hooks, config)
     with torch.no_grad():
         for p in model.parameters():
             if p.ndim >= 2:

@@ -10,7 +10,7 @@ positions 1 .. N (N = tokens - 1) are what an evaluation scores, each exactly on
 
 An evaluation strategy (the ``evaluate`` hook) scores with :func:`score_tokens` (or
 :func:`score_windows`) and adds every scored position, once, to a :class:`Tally`, which gives
-loss and BPB; the causality probe (:mod:`golfplan.core.causality`) reads what the tally saw.
+loss and BPB; the causality probe (:mod:`golfplan.check.causality`) reads what the tally saw.
 :func:`plain` is the default evaluation in that form. ``ValData.clock`` times the final
 evaluation; a strategy runs its compile warm-up (random tokens, never validation tokens)
 inside ``val.clock.warmup()``, which is reported apart and not counted against the limit.
@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from golfplan.core.tokenizer import ByteTables
+from golfplan.core.data.tokenizer import ByteTables
 
 
 class EvalClock:
@@ -110,7 +110,7 @@ class ValData:
     byte_counts: Tensor | None = None  # int16 per token (the sidecar's); None: from ``tables``
     bos_id: int = 1  # the token that starts every document
     clock: EvalClock = field(default_factory=EvalClock)
-    trace: Any = None  # a causality probe's recorder (golfplan.core.causality); None in a run
+    trace: Any = None  # a causality probe's recorder (golfplan.check.causality); None in a run
     bytes_source: str = ""  # "sidecar" | "tables"
 
     def __post_init__(self) -> None:
@@ -187,27 +187,6 @@ class WeightsSnapshot:
             q.requires_grad_(flag)
 
 
-def lora_targets(model: nn.Module) -> dict[str, nn.Module]:
-    """The model's adapter points for evaluation strategies (LoRA test-time training), each module
-    once: per block i, ``i.q``, ``i.k``, ``i.v`` (the attention's input projections), ``i.o`` (the
-    attention as a whole: the record's output adapter reads the attention's input) and ``i.mlp``.
-    Each maps (batch, seq, in) to (batch, seq, out); an adapter adds a low-rank map of the module's
-    input to its output (a forward hook). The head's adapter goes through
-    ``GPT.token_losses(head_delta=...)``. Blocks wrapped by ``wrap_block`` are looked into; a
-    module shared by several blocks (weight sharing) is listed once, under its first block."""
-    out: dict[str, nn.Module] = {}
-    seen: set[int] = set()
-    for i, block in enumerate(unwrap(model).blocks):
-        block = getattr(block, "block", block)
-        attn, mlp = getattr(block, "attn", None), getattr(block, "mlp", None)
-        for key, m in (("q", getattr(attn, "c_q", None)), ("k", getattr(attn, "c_k", None)),
-                       ("v", getattr(attn, "c_v", None)), ("o", attn), ("mlp", mlp)):
-            if isinstance(m, nn.Module) and id(m) not in seen:
-                seen.add(id(m))
-                out[f"{i}.{key}"] = m
-    return out
-
-
 class Tally:
     """The sums of one scoring pass. A strategy adds every position it scores, exactly once."""
 
@@ -244,17 +223,18 @@ class Tally:
         return loss_sum / tokens, bits_per_byte(loss_sum, tokens, nbytes)
 
 
-def score_tokens(model: nn.Module, val: ValData, x: Tensor, y: Tensor, segments: Tensor | None = None,
+def score_tokens(model: nn.Module, val: ValData, x: Tensor, y: Tensor, extras: dict[str, Any] | None = None,
                  grad: bool = False, fn: Callable[..., Tensor] | None = None, **kwargs: Any) -> Tensor:
     """Per-token losses (nats, float32, shaped like ``y``) of predicting ``y`` from ``x``: the model's
     ``token_losses`` (cross-entropy over the full softmax, no training functions) in eval mode, under
-    the run's autocast, with the batch's document extras (or ``segments``). Without a graph unless
-    ``grad``: test-time training backpropagates through the score it has just committed. ``fn``
-    replaces ``token_losses`` (a compiled copy); ``kwargs`` go to it (``head_delta``)."""
+    the run's autocast, with ``extras`` (default: the batch's document extras; ``{}``: plain causal
+    rows, each one document). Without a graph unless ``grad``: test-time training backpropagates
+    through the score it has just committed. ``fn`` replaces ``token_losses`` (a compiled copy);
+    ``kwargs`` go to it (``lora``)."""
     base = unwrap(model)
     was_training = base.training
     base.eval()
-    extras = val.batch_extras(x) if segments is None else {"segments": segments}
+    extras = val.batch_extras(x) if extras is None else extras
     amp = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if val.autocast else nullcontext()
     try:
         with torch.set_grad_enabled(grad), amp:
@@ -286,6 +266,12 @@ def score_windows(model: nn.Module, val: ValData, tally: Tally, windows: Sequenc
         losses = score_tokens(model, val, x, y, fn=fn)
         positions = starts[:, None] + cols[None, :] + 1
         tally.add_where(positions, losses, scored)
+
+
+def compiling(config: Any, device: torch.device) -> bool:
+    """Whether the run compiles on ``device`` (``compile: on``, or ``auto`` on CUDA): what an evaluation
+    strategy's own compiled forward follows."""
+    return config.compile == "on" or (config.compile == "auto" and device.type == "cuda")
 
 
 def rank_share(items: Sequence, val: ValData) -> list:

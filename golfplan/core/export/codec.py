@@ -1,14 +1,19 @@
 """The last link of the export chain: serialise the stored tensors and compress them.
 
 A ``Packing`` says how (a ``compressor`` plugin returns one): the codec (zlib level 9, lzma
-preset 9, zstd level 22 or brotli quality 11 with a 16 MiB window: the strongest settings the
-records used), a byte shuffle (stride 2: every even byte, then every odd one), a row sort (an
+preset 9, zstd level 22, brotli quality 11 with a 16 MiB window, or ZPAQ level 5: the strongest
+settings the records used), a byte shuffle (stride 2: every even byte, then every odd one), a row sort (an
 L1 nearest-neighbour order of the rows of integer code matrices, so similar rows sit next to each
 other: the record's "simsort") and the layout: ``single`` (one ``torch.save`` of everything,
 compressed) or ``grouped`` (the integer codes of each role, e.g. ``blocks.*.mlp.fc.weight`` across
 layers, transposed and concatenated into a stream of their own, each stream compressed apart;
-the rest in one more stream: the record's "pergroup" layout, with the Python codec in place of its
-external ``lrzip`` binary).
+the rest in one more stream: the record's "pergroup" layout; its ``lrzip -z -L 9`` binary is ZPAQ
+level 5 here, in memory, through the ``zpaq`` package).
+
+ZPAQ runs single-threaded on each stream (``threads=1``): with more threads libzpaq splits its
+input into one block per thread, so the bytes would depend on the machine's core count, and a
+packed ``train_gpt.py`` must rebuild the same artifact anywhere. The streams of the grouped layout
+are compressed (and decompressed) several at once instead, one per core: the same bytes, faster.
 
 The default (no plugin) is the challenge's: ``torch.save`` + zlib level 9, no header. A plugin's
 packing is written in a container that records it, so ``unpack`` reads any artifact alone:
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import zlib
 from dataclasses import dataclass
@@ -33,8 +39,10 @@ from torch import Tensor
 
 MAGIC = b"GPCK"
 VERSION = 1
-CODECS = ("zlib", "lzma", "zstd", "brotli")
-LEVELS = {"zlib": 9, "lzma": 9, "zstd": 22, "brotli": 11}
+CODECS = ("zlib", "lzma", "zstd", "brotli", "zpaq")
+# ZPAQ 5 is the record's lrzip -z -L 9: on the grouped streams of a trained cpu model, 391,042 B here
+# against lrzip's 391,157 (benchmarks/compressors.py)
+LEVELS = {"zlib": 9, "lzma": 9, "zstd": 22, "brotli": 11, "zpaq": 5}
 HOT_ROLES = ("tok_emb.weight", "attn.c_q.weight", "mlp.fc.weight")  # the record's row-sorted groups
 
 
@@ -85,6 +93,10 @@ def compress(data: bytes, codec: str, level: int) -> bytes:
         import brotli
 
         return brotli.compress(data, quality=level, lgwin=24)
+    if codec == "zpaq":
+        import zpaq
+
+        return zpaq.compress(data, level=level, threads=1, hints=False)  # one thread: the same bytes anywhere
     raise ValueError(f"unknown codec {codec!r}")
 
 
@@ -103,6 +115,10 @@ def decompress(data: bytes, codec: str) -> bytes:
         import brotli
 
         return brotli.decompress(data)
+    if codec == "zpaq":
+        import zpaq
+
+        return zpaq.decompress(data)
     raise ValueError(f"unknown codec {codec!r}")
 
 
@@ -125,10 +141,14 @@ def byte_unshuffle(data: bytes, stride: int = 2) -> bytes:
 
 def similarity_order(codes: Tensor) -> Tensor:
     """A greedy L1 nearest-neighbour path through the rows, from row 0: each next row is the unused
-    one closest to the current (the record's ``_similarity_sort_l1``)."""
-    x = codes.to(torch.int32)
+    one closest to the current, the first such row on a tie (the record's ``_similarity_sort_l1``).
+    On a CUDA machine the distances are computed there: integer sums, so the order is the CPU's
+    (the record's 11-layer codes take minutes on one CPU core: 8,192 embedding rows, 22,528 of
+    mlp.fc)."""
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    x = codes.to(device=device, dtype=torch.int32)
     n = x.shape[0]
-    used = torch.zeros(n, dtype=torch.bool)
+    used = torch.zeros(n, dtype=torch.bool, device=device)
     order = torch.empty(n, dtype=torch.long)
     cur = 0
     for i in range(n):
@@ -148,6 +168,21 @@ def role(name: str) -> str:
 
 
 # ---- the container ------------------------------------------------------------------------
+
+
+def _each(fn: Any, items: list[bytes]) -> list[bytes]:
+    """``fn`` over the streams, several at once on the cores this process may use: the codecs
+    release the GIL, and each stream is compressed alone, so the bytes do not depend on how many."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    if len(items) < 2 or cores < 2:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(cores, len(items))) as pool:
+        return list(pool.map(fn, items))
 
 
 def _stream(data: bytes, p: Packing) -> bytes:
@@ -171,12 +206,10 @@ def _sort_rows(records: dict[str, dict], mode: str) -> None:
         rec["perm"] = order.to(torch.int16 if q.shape[0] <= 32767 else torch.int32)
 
 
-def pack(obj: dict[str, Any], p: Packing) -> bytes:
-    """The artifact's bytes for ``obj`` (the chain's or the challenge's layout)."""
+def serialise(obj: dict[str, Any], p: Packing) -> list[bytes]:
+    """The container's streams before compression: the ``torch.save`` of everything but the grouped
+    codes first, then one stream per role group (``grouped`` layout). ``obj`` is left as it was."""
     buf = io.BytesIO()
-    if not p.container:
-        torch.save(obj, buf)
-        return zlib.compress(buf.getvalue(), level=p.level)
     streams: list[bytes] = []
     if "tensors" in obj:
         obj = {**obj, "tensors": {n: dict(r) for n, r in obj["tensors"].items()}}
@@ -196,8 +229,16 @@ def pack(obj: dict[str, Any], p: Packing) -> bytes:
                     rec["data"] = None
                 streams.append(b"".join(chunks))
     torch.save(obj, buf)
-    streams.insert(0, buf.getvalue())
-    packed = [_stream(s, p) for s in streams]
+    return [buf.getvalue(), *streams]
+
+
+def pack(obj: dict[str, Any], p: Packing) -> bytes:
+    """The artifact's bytes for ``obj`` (the chain's or the challenge's layout)."""
+    if not p.container:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        return zlib.compress(buf.getvalue(), level=p.level)
+    packed = _each(lambda s: _stream(s, p), serialise(obj, p))
     header = {"codec": p.codec, "level": p.level, "shuffle": 2 if p.byte_shuffle else 0, "layout": p.layout,
               "row_sort": p.row_sort, "made_by": p.made_by, "streams": [len(s) for s in packed]}
     head = json.dumps(header, separators=(",", ":")).encode()
@@ -220,10 +261,11 @@ def unpack(blob: bytes) -> dict[str, Any]:
     if blob[4] != VERSION:
         raise ValueError(f"artifact container version {blob[4]} is not {VERSION}")
     pos = 9 + int.from_bytes(blob[5:9], "little")
-    streams = []
+    chunks = []
     for n in header["streams"]:
-        streams.append(_unstream(blob[pos:pos + n], header))
+        chunks.append(blob[pos:pos + n])
         pos += n
+    streams = _each(lambda c: _unstream(c, header), chunks)
     obj = torch.load(io.BytesIO(streams[0]), map_location="cpu", weights_only=True)
     for rec in obj.get("tensors", {}).values():
         at = rec.pop("at", None)

@@ -1,6 +1,6 @@
 """What the sliding-window and test-time-training evaluation strategies share.
 
-Kept apart from :mod:`golfplan.core.evaluate` so that the packed ``train_gpt.py`` carries it only
+Kept apart from :mod:`golfplan.core.evaluate.score` so that the packed ``train_gpt.py`` carries it only
 when a strategy that uses it is in the run (the packer follows imports): the baseline's code bytes
 do not pay for test-time training.
 """
@@ -13,8 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from golfplan.core.data import document_segments
-from golfplan.core.evaluate import ValData, rank_share, score_tokens
+from golfplan.core.model.attention import doc_extras
+from golfplan.core.evaluate.score import ValData, rank_share, score_tokens
 
 
 def sliding_windows(num_targets: int, seq_len: int, stride: int) -> list[tuple[int, int]]:
@@ -39,7 +39,8 @@ def sgd_on_scored(model: nn.Module, val: ValData, opt: torch.optim.Optimizer, pa
     ``tokens[start + k*seq_len : start + (k+1)*seq_len + 1]``, each rank its share, ``batch_seqs``
     a step at learning rate ``lr``. Every rank takes the same number of steps with the mean gradient
     (a rank with no sequences left contributes zeros), clipped to ``grad_clip`` (0: none).
-    ``documents``: attention stays inside documents (segments from BOS) whatever the run's loader."""
+    ``documents``: a batch is one packed row, its documents in pieces from their starts (the record's
+    global SGD, F:2985-2996), whatever the run's loader."""
     seqs = rank_share(range(count), val)
     steps = math.ceil(math.ceil(count / val.world_size) / batch_seqs)  # the same on every rank
     distributed = dist.is_available() and dist.is_initialized()
@@ -51,10 +52,13 @@ def sgd_on_scored(model: nn.Module, val: ValData, opt: torch.optim.Optimizer, pa
             opt.zero_grad(set_to_none=False)
             if batch:
                 idx = start + torch.tensor(batch)[:, None] * seq_len + torch.arange(seq_len + 1)[None, :]
-                seq = tokens[idx].to(device=val.device, dtype=torch.int64)
+                seq = tokens[idx].to(torch.int64)
                 x, y = seq[:, :-1], seq[:, 1:]
-                segments = document_segments(x, val.bos_id) if documents else None
-                score_tokens(model, val, x, y, segments=segments, grad=True).mean().backward()
+                extras = None
+                if documents:
+                    x, y = x.reshape(1, -1), y.reshape(1, -1)
+                    extras = doc_extras(x, val.bos_id, val.seq_len, val.device)
+                score_tokens(model, val, x.to(val.device), y.to(val.device), extras=extras, grad=True).mean().backward()
             if distributed:
                 for q in params:
                     q.grad = torch.zeros_like(q) if q.grad is None else q.grad

@@ -1,8 +1,8 @@
 """The training run: the challenge's ``train_gpt.py`` main loop, with hooks resolved once.
 
 ``train(config, techniques)`` builds the model through the build hooks, primes the compiled
-paths (``golfplan.core.step.prime``) and restores the initial state, trains with
-``golfplan.core.step.Step`` until ``iterations`` or the wallclock cap, evaluates, exports the
+paths (``golfplan.core.train.step.prime``) and restores the initial state, trains with
+``golfplan.core.train.step.Step`` until ``iterations`` or the wallclock cap, evaluates, exports the
 artifact (int8 + zlib by default) and measures the round-trip val_bpb on what the artifact
 loads back.
 
@@ -28,35 +28,42 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from golfplan.core import corpus
+from golfplan.core.model.attention import doc_kernel
 from golfplan.core.config import Config
-from golfplan.core.data import DistributedTokenLoader, load_validation_bytes, load_validation_tokens
+from golfplan.core.data.shards import DistributedTokenLoader, load_validation_bytes, load_validation_tokens
 from golfplan.core.errors import GolfplanError, PluginError
-from golfplan.core.evaluate import EvalClock, ValData, eval_val
-from golfplan.core.export import Artifact, export_artifact
-from golfplan.core.hooks import Hooks, apply_configure, build_model, collect, resolve
-from golfplan.core.model import CastedLinear, count_parameters, restore_low_dim_params_to_fp32
-from golfplan.core.optim import build_optimizers
+from golfplan.core.evaluate.score import EvalClock, ValData, eval_val
+from golfplan.core.export.artifact import Artifact, export_artifact
+from golfplan.core.hooks import Hooks, build_model, collect, compose
+from golfplan.core.model.gpt import CastedLinear, count_parameters, restore_low_dim_params_to_fp32
+from golfplan.core.train.optim import build_optimizers
+from golfplan.core.export.pack import PACKED
 from golfplan.core.result import RunFailed, RunPruned, RunResult, exception_kind, exception_reason
 from golfplan.core.runlog import RunLog, write_header
-from golfplan.core.runtime import Dist, init_distributed, pick_device, set_cpu_threads, sync
+from golfplan.core.train.runtime import Dist, init_distributed, pick_device, set_cpu_threads, sync
 from golfplan.core.state import Clock
-from golfplan.core.step import Step, prime
+from golfplan.core.train.step import Step, prime
 from golfplan.core.technique import Technique
-from golfplan.core.tokenizer import build_byte_tables, check_tokens_match, check_vocab, load_tokenizer
+from golfplan.core.data.tokenizer import build_byte_tables, check_tokens_match, check_vocab, load_tokenizer
 
 NO_LEARNING_MARGIN = 0.01  # the last losses must sit at least 1 % below the first: batch noise is not learning
 MIN_STEPS_FOR_TREND = 12  # shorter runs are judged by their val_bpb against an untrained model's only
 
 
 def resolve_data(config: Config, master: bool, log: Callable[[str], None]) -> Config:
-    """Fill in the embedded dataset's paths when none are given (building it on first use)."""
+    """Fill in the embedded dataset's paths when none are given (building it on first use); a packed
+    train_gpt.py carries no embedded dataset (nor its builder) and needs the paths."""
     if config.data_path:
         if not config.tokenizer_path:
             raise GolfplanError("--data needs --tokenizer (the SentencePiece model the shards were made with)")
         return config
     if config.tokenizer_path:
         raise GolfplanError("--tokenizer needs --data (the shards made with it)")
+    if PACKED:
+        raise GolfplanError("no data: set DATA_PATH and TOKENIZER_PATH (or run where ./data holds the challenge's "
+                            "layout); `golfplan data info` says where golfplan's embedded dataset is")
+    from golfplan.core.data import corpus
+
     if master:
         corpus.build(config.vocab_size, log=log)
     if dist.is_initialized():
@@ -95,13 +102,12 @@ def train(
     result = RunResult(device=str(device), world_size=d.world_size,
                        plugins={t.name: dict(t.values) for t in techniques}, run_dir=str(run_path or ""))
     try:
-        hooks = resolve(techniques)
-        if configure:
-            config = apply_configure(hooks, config, explicit)
-        config.validate(d.world_size)
-        config = resolve_data(config, d.master, log0)
+        comp = compose(techniques, config, explicit, configure)  # resolved and configured, once
+        hooks = comp.hooks
+        comp.config.validate(d.world_size)
+        config = resolve_data(comp.config, d.master, log0)
         result.config = config.to_dict()
-        eager_reasons = [f"{t.name}: {t.unsafe_reason or 'not compile-safe'}" for t in techniques if not t.compile_safe]
+        eager_reasons = comp.eager_reasons
         if eager_reasons and not config.allow_eager:
             raise PluginError(f"compile-unsafe plugin(s): {'; '.join(eager_reasons)} "
                               f"(pass --allow-eager to run them in eager mode)")
@@ -192,8 +198,10 @@ class Run:
         self.result.untrained_val_bpb = math.log2(c.vocab_size) * (val_tokens.numel() - 1) / val_bytes
         self.train_loader = self._make_loader()
         self.val.extras = getattr(self.train_loader, "batch_extras", None)
-        if self.val.extras is not None and device.type == "cuda":  # flash takes no mask: documents need another kernel
-            torch.backends.cuda.enable_mem_efficient_sdp(True)
+        if self.val.extras is not None:  # documents: attention's kernel, chosen once (golfplan.core.model.attention)
+            self.log(f"doc_attention:{doc_kernel(device, self.want_compile)}")
+            if device.type == "cuda":  # SDPA's flash takes no mask: its fallback needs another kernel
+                torch.backends.cuda.enable_mem_efficient_sdp(True)
 
     def _make_loader(self) -> Any:
         c, d = self.config, self.d
@@ -234,7 +242,7 @@ class Run:
         self.log(f"model_params:{r.params} world_size:{d.world_size} grad_accum_steps:{self.grad_accum} "
                  f"compile:{self.want_compile} dtype:{'bf16' if self.bf16 else 'fp32'} device:{device}")
         self.log(f"untrained_val_bpb:{r.untrained_val_bpb:.4f} (uniform prediction over {c.vocab_size} tokens)")
-        self.log.event("start", plugins=r.plugins, world_size=d.world_size, threads=r.threads, device=str(device),
+        self.log.event("start", versions=self.log.versions, plugins=r.plugins, world_size=d.world_size, threads=r.threads, device=str(device),
                        compile=self.want_compile, params=r.params, untrained_val_bpb=r.untrained_val_bpb)
         return Step(model, base, optimizers, muon, self.hooks, c, self._next_batch, self.grad_accum, amp, d.enabled)
 
@@ -344,12 +352,13 @@ class Run:
         r.tokens_per_s = round(c.train_batch_tokens * step / max(train_ms / 1000.0, 1e-9), 1)
 
     def _calibrate(self) -> dict[str, Any]:
-        """The ``calibrate`` hooks on training batches, timed: their time counts against the
-        training clock (train time + calibration must fit the wallclock cap)."""
+        """The ``calibrate`` hooks on training batches, timed, and accounted as ``calibration_clock``
+        says: ``inside`` the training clock (train time + calibration must fit the wallclock cap) or
+        ``after`` it (the record's: logged apart)."""
         calibrate = self.hooks.pm.hook.calibrate
         if not calibrate.get_hookimpls():
             return {}
-        from golfplan.core.step import unpack
+        from golfplan.core.train.step import unpack
 
         loader = self._make_loader()  # a fresh training loader: calibration never reads validation tokens
 
@@ -370,11 +379,14 @@ class Run:
         r = self.result
         r.calibration_s = round(time.perf_counter() - t0, 3)
         total = r.train_time_s + r.calibration_s
-        self.log(f"calibration:{1000 * r.calibration_s:.0f}ms (charged to the training clock: "
-                 f"train {r.train_time_s:.1f}s + calibration {r.calibration_s:.1f}s = {total:.1f}s)")
-        self.log.event("calibration", seconds=r.calibration_s, train_plus_calibration_s=round(total, 3))
+        inside = self.config.calibration_clock == "inside"
+        self.log(f"calibration:{1000 * r.calibration_s:.0f}ms " + (
+            f"(charged to the training clock: train {r.train_time_s:.1f}s + calibration {r.calibration_s:.1f}s "
+            f"= {total:.1f}s)" if inside else f"(after the training clock of {r.train_time_s:.1f}s, as the record's)"))
+        self.log.event("calibration", seconds=r.calibration_s, train_plus_calibration_s=round(total, 3),
+                       clock=self.config.calibration_clock)
         cap = self.config.max_wallclock_seconds
-        if cap > 0 and total > cap:
+        if inside and cap > 0 and total > cap:
             self.log(f"warning: training + calibration took {total:.1f}s, over the {cap:g}s cap; "
                      f"raise calibration_reserve_seconds")
         return stats
@@ -406,7 +418,7 @@ class Run:
         artifact: Artifact = export_artifact(self.hooks, self.base.state_dict(), stats, c)
         r.model_bytes = len(artifact.blob)
         r.artifact_format = artifact.format
-        from golfplan.core.pack import code_size  # the packed train_gpt.py's length (golfplan export writes it)
+        from golfplan.core.export.pack import code_size  # the packed train_gpt.py's length (golfplan export writes it)
 
         r.code_bytes = code_size(c, self.hooks.techniques)
         r.artifact_bytes = r.model_bytes + r.code_bytes

@@ -11,7 +11,9 @@ tokenization, such as the case-operator transform of the ``case_ops`` plugin) tr
 tokenizer on the rewritten text (identity normalisation, whitespace kept, the transform's
 symbols as pieces of their own) and writes the validation byte sidecar
 ``fineweb_val_bytes_000000.bin``: per token, the original UTF-8 bytes it stands for, so BPB
-counts the original text's bytes. It lives in ``pydocs_sp{vocab}_{name}``.
+counts the original text's bytes. It lives in ``pydocs_sp{vocab}_{name}``. :func:`convert` does
+the same to shards already made (the challenge's FineWeb shards): each document decoded with the
+tokenizer that made it, rewritten and tokenized again.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from golfplan.core.data import write_shard
+from golfplan.core.data.shards import TRAIN_PATTERN, load_data_shard, shard_files, validation_files, write_shard
+from golfplan.core.data.tokenizer import piece_surfaces
 
 SKIP_DIRS = {"test", "tests", "site-packages", "dist-packages", "idlelib", "lib2to3", "__pycache__", "turtledemo",
              "ensurepip", "tkinter", "pydoc_data"}
@@ -182,8 +185,6 @@ def build(vocab_size: int = 1024, force: bool = False, log=print, transform: Tex
 def sidecar_counts(sp, ids: list[int], text: str, original: str, transform: TextTransform, name: str) -> list[int]:
     """The original bytes of each token of a transformed document; checks the pieces give back the
     transformed text and the counts sum to the original's bytes (else the BPB would not be exact)."""
-    from golfplan.core.tokenizer import piece_surfaces
-
     surfaces = piece_surfaces(sp, ids)
     if "".join(surfaces) != text:
         raise RuntimeError(f"{name}: the {transform.name} tokenizer's pieces do not give the text back")
@@ -196,3 +197,80 @@ def sidecar_counts(sp, ids: list[int], text: str, original: str, transform: Text
 
 def meta(vocab_size: int = 1024, variant: str = "") -> dict:
     return json.loads((dataset_dir(vocab_size, variant) / "meta.json").read_text())
+
+
+def convert(src: Path, tokenizer: Path, transform: TextTransform, out: Path, target: Path | None = None,
+            vocab_size: int = 0, tokenizer_docs: int = 20_000, train_shards: int = 0, log=print) -> dict:
+    """Rewrite the shards in ``src`` (made with ``tokenizer``) with ``transform`` into ``out``: every
+    document (BOS to BOS) decoded to its text, rewritten, tokenized again with ``target`` (or a
+    tokenizer trained here on the rewritten text of the first ``tokenizer_docs`` training documents,
+    ``vocab_size`` pieces, default the source's), BOS kept; the validation shards get the byte sidecar
+    of the decoded text (the bytes the source's byte tables count, for a source tokenizer with byte
+    fallback, as the challenge's sp8192: an unknown token decodes to " ⁇ "). Shards keep their names (the first
+    ``train_shards`` training shards; 0: all). Returns what ``out/meta.json`` records."""
+    import sentencepiece as spm
+
+    from golfplan.core.data.tokenizer import build_byte_tables, load_tokenizer
+
+    t0 = time.perf_counter()
+    source = load_tokenizer(tokenizer)
+    train_files = shard_files(src, TRAIN_PATTERN)[: train_shards or None]
+    out.mkdir(parents=True, exist_ok=True)
+    if target is None:
+        docs = [("", transform.encode(t)) for t, _ in documents_of(source, load_data_shard(train_files[0]), tokenizer_docs)]
+        train_tokenizer(docs, vocab_size or int(source.vocab_size()), out / "tokenizer", transform)
+        (out / "tokenizer.vocab").unlink(missing_ok=True)
+    elif Path(target).resolve() != (out / "tokenizer.model").resolve():
+        shutil.copyfile(target, out / "tokenizer.model")
+    sp = spm.SentencePieceProcessor(model_file=str(out / "tokenizer.model"))
+    meta = {"source": str(src), "source_tokenizer": str(tokenizer), "text_transform": transform.name,
+            "vocab_size": int(sp.vocab_size()), "documents": 0, "tokens_in": 0, "tokens_out": 0,
+            "val_text_bytes": 0, "val_source_table_bytes": 0, "val_documents_not_exact": 0, "unknown_tokens": 0}
+    tables = build_byte_tables(source, int(source.vocab_size()))
+    for f in [*validation_files(src), *train_files]:
+        tokens = load_data_shard(f)
+        val = f.name.startswith("fineweb_val_")
+        meta["unknown_tokens"] += int((tokens == source.unk_id()).sum())  # no byte fallback: decoded as " ⁇ "
+        ids: list[np.ndarray] = []
+        sidecar: list[np.ndarray] = []
+        for text, bos in documents_of(source, tokens):
+            enc = transform.encode(text)
+            new = sp.encode(enc)
+            head = [sp.bos_id()] if bos else []
+            ids.append(np.asarray(head + new, dtype=np.int64))
+            if val:
+                pieces = piece_surfaces(sp, new)
+                if pieces and pieces[0][:1] == " " and enc[:1] != " ":  # the space of a dummy prefix
+                    pieces[0] = pieces[0][1:]
+                counts = transform.original_bytes(pieces)
+                meta["val_documents_not_exact"] += sum(counts) != len(text.encode("utf-8"))
+                sidecar.append(np.asarray([0] * len(head) + counts, dtype=np.int64))
+            meta["documents"] += 1
+        joined = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+        write_shard(out / f.name, joined)
+        meta["tokens_in"] += tokens.numel()
+        meta["tokens_out"] += int(joined.size)
+        if val:
+            counts = np.concatenate(sidecar) if sidecar else np.zeros(0, dtype=np.int64)
+            write_shard(out / f.name.replace("fineweb_val_", "fineweb_val_bytes_"), counts)
+            meta["val_text_bytes"] += int(counts.sum())
+            meta["val_source_table_bytes"] += int(tables.per_token(tokens)[1:].sum())
+        log(f"{f.name}: {tokens.numel():,} -> {joined.size:,} tokens")
+    meta["convert_seconds"] = round(time.perf_counter() - t0, 2)
+    if meta["unknown_tokens"]:
+        log(f"warning: {meta['unknown_tokens']:,} unknown tokens in the source (its tokenizer has no byte fallback): "
+            f"each decodes to ' ⁇ ' and is converted as that text")
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def documents_of(sp, tokens, limit: int = 0, batch: int = 4096) -> Iterator[tuple[str, bool]]:
+    """``(text, starts with BOS)`` of each document of a shard (the first ``limit``; 0: all), decoded
+    ``batch`` at a time. A document runs from a BOS to the next (or from the shard's first token)."""
+    arr = tokens.numpy()
+    bounds = sorted({0, *np.flatnonzero(arr == sp.bos_id()).tolist()}) + [arr.size]
+    n = min(limit, len(bounds) - 1) if limit else len(bounds) - 1
+    for i in range(0, n, batch):
+        spans = list(zip(bounds[i : min(i + batch, n)], bounds[i + 1 : min(i + batch, n) + 1]))
+        bos = [bool(arr[a] == sp.bos_id()) for a, _ in spans]
+        yield from zip(sp.decode([arr[a + o : b].tolist() for (a, b), o in zip(spans, bos)]), bos)

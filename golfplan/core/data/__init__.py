@@ -1,0 +1,1 @@
+"""Token shards, the tokenizer and the embedded corpus: what a run reads."""

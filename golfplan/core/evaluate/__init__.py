@@ -1,0 +1,1 @@
+"""Evaluation: the BPB metric and the test-time-training evaluation it shares."""

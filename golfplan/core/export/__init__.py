@@ -1,0 +1,1 @@
+"""Export: quantization, compression, the packed code and the artifact's size."""

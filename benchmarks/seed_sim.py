@@ -243,11 +243,11 @@ SHAPE = {"unet": unet, "gqa": lambda p, c: GQA.get(p["kv_heads"], (math.inf, 1.0
 
 # ---- regularisers, weight tricks and gradient tricks (no identity is ever better than off) -----------------
 def _burn(p: dict) -> float:  # N1 -0.0008, NF7 +0.0009: 0 at the default; harsher burns hurt (assumed)
-    return 0.001 * max(0.0, p["fraction"] / 0.05 * 50 / p["every"] - 1) ** 1.5
+    return 0.001 * max(0.0, p["fraction"] / 0.05 * (50 / 240) / p["every"] - 1) ** 1.5  # every: a share of the run
 
 
 def _perturb(p: dict) -> float:  # N4 -0.0017, NF10 -0.0005: -0.0011 at 1e-4 every 100; else assumed
-    i = p["scale"] / 1e-4 * 100 / p["every"]
+    i = p["scale"] / 1e-4 * (100 / 240) / p["every"]  # every: a share of the run (the seed's 100 of 240 steps)
     return -0.0011 * math.sqrt(i) if i <= 1 else -0.0011 + 0.002 * (i - 1)
 
 
@@ -336,6 +336,17 @@ def saturate(total: float) -> float:
     return total / (1 - total / SATURATION) if total < 0 else total
 
 
+def invalid_reason(plugins: dict[str, dict]) -> str:
+    """Why a configuration cannot be built ("" when it can): what a static check would refuse."""
+    layers = plugins["depth"]["num_layers"] if "depth" in plugins else 9
+    kv, enc = plugins.get("gqa", {}).get("kv_heads", 4), plugins.get("unet", {}).get("encoder_layers", 0)
+    dim = plugins.get("width", {}).get("model_dim", 512)
+    why = (f"num_heads {HEADS} is not divisible by num_kv_heads {kv}" if HEADS % kv else
+           f"encoder_layers {enc} exceeds num_layers {layers}" if enc > layers else
+           f"model_dim {dim} over {HEADS} heads gives an odd head dim" if dim % (2 * HEADS) else "")
+    return "invalid config: " + why if why else ""
+
+
 def evaluate(plugins: dict[str, dict], scale: dict[str, float] | None = None) -> Outcome:
     """The noise-free BPB, steps and artifact of a configuration ({name: params}, every param given);
     ``scale`` multiplies plugins' effects (a perturbed world, see ``perturbed``)."""
@@ -343,13 +354,9 @@ def evaluate(plugins: dict[str, dict], scale: dict[str, float] | None = None) ->
     if unknown:
         raise ValueError(f"plugin '{unknown[0]}' is not in the simulated seed world")
     c = context(plugins)
-    kv, enc = plugins.get("gqa", {}).get("kv_heads", 4), plugins.get("unet", {}).get("encoder_layers", 0)
-    dim = plugins.get("width", {}).get("model_dim", 512)
-    why = (f"num_heads {HEADS} is not divisible by num_kv_heads {kv}" if HEADS % kv else
-           f"encoder_layers {enc} exceeds num_layers {c.layers}" if enc > c.layers else
-           f"model_dim {dim} over {HEADS} heads gives an odd head dim" if dim % (2 * HEADS) else "")
+    why = invalid_reason(plugins)
     if why:
-        return Outcome(math.inf, 0, 0, "invalid config: " + why)
+        return Outcome(math.inf, 0, 0, why)
     scale = scale or {}
     total = sum(min(scale.get(n, 1.0) * EFFECTS[n](p, c), 0.5) for n, p in plugins.items())
     return Outcome(BASE_BPB + saturate(total), max(1, round(BASE_STEPS * speed(plugins))), artifact_bytes(plugins))
@@ -479,3 +486,45 @@ def optimum(names: list[str] | None = None, registry: Any = None,
 
 def canonical(plugins: dict[str, dict], registry: Any) -> dict[str, dict]:
     return {n: dict(registry.get(n)(**p).values) for n, p in sorted(plugins.items())}
+
+
+# ---- how narrow the optimum is --------------------------------------------------------------------------
+def count_near(registry: Any, near: float = 0.002) -> tuple[int, int, float]:
+    """(on/off combinations of the candidates at default params, how many lie within ``near`` BPB of the
+    optimum, the best of them): exact, by enumerating what sets the context (the schedule and weight-decay
+    slots, the activation, parallel, unet, untied, depth) and, given the context, counting the subsets of
+    the other plugins (each adds its own effect; z-loss's depends on the two regularisers beside it) by
+    meeting in the middle. The space is ``golfplan study``'s: one choice a slot group, each other plugin
+    on or off."""
+    from golfplan.planner.space import SearchSpace
+
+    best, _ = optimum(registry=registry)
+    limit = best + near - BASE_BPB
+    limit = limit / (1 + limit / SATURATION) if limit < 0 else limit  # the raw sum that saturates to it
+    space = SearchSpace(registry, {n: {} for n in CANDIDATES}, {}, dict(FIXED))
+    setters = ("parallel", "unet", "untied", "depth")
+    choices = [g.combos for g in space.groups if not g.is_flag] + [[(), (n,)] for n in setters]
+    regs = ("z_loss", "logit_penalty", "token_dropout")
+    others = [g.name for g in space.groups if g.is_flag and g.name not in setters + regs]
+    defaults = {n: {k: s.default for k, s in registry.get(n).params.items()} for n in CANDIDATES}
+    total = math.prod(len(c) for c in choices) * 2 ** (len(others) + len(regs))
+    count, closest = 0, math.inf
+    for pick in itertools.product(*choices):
+        chosen = {n: defaults[n] for combo in pick for n in combo}
+        plugins = chosen if any(n in SCHEDULES for n in chosen) or "predator_prey" in chosen else {**FIXED, **chosen}
+        c = context(plugins)
+        base = sum(min(EFFECTS[n](p, c), 0.5) for n, p in plugins.items())
+        e = np.array([min(EFFECTS[n](defaults[n], c), 0.5) for n in others])
+        half = len(e) // 2
+        sums = [np.array([0.0])] * 2
+        for i, part in enumerate((e[:half], e[half:])):
+            for x in part:
+                sums[i] = np.concatenate([sums[i], sums[i] + x])
+        right = np.sort(sums[1])
+        for on in itertools.product((False, True), repeat=len(regs)):
+            cr = replace(c, regs=all(on))
+            extra = sum(min(EFFECTS[n](defaults[n], cr), 0.5) for n, o in zip(regs, on) if o)
+            room = limit - base - extra
+            count += int(np.searchsorted(right, room - sums[0], side="right").sum())
+            closest = min(closest, base + extra + sums[0].min() + right[0])
+    return total, count, BASE_BPB + saturate(closest) - best

@@ -63,6 +63,12 @@ def add_spec_options(p: argparse.ArgumentParser, plugins: bool = True) -> None:
                    help="let compile-unsafe plugins run, in eager mode")
 
 
+def add_jobs(p: argparse.ArgumentParser | Any) -> None:
+    p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+                   help="trials side by side (default: what fits this host: its usable cores / --threads on a "
+                        "CPU profile, one trial per --nproc GPUs on a GPU one; 1 with --runner)")
+
+
 def spec_from_args(args: argparse.Namespace, plugins: Any = None, data: dict[str, Any] | None = None):
     """The RunSpec the options describe: resolved here, once, and passed on. ``data``: the mapping of
     ``--config`` when the caller has read it already (it is not read again)."""

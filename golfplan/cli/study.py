@@ -20,8 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from golfplan.cli.options import add_plugin_path, add_spec_options, positive_float, positive_int, registry_for
-from golfplan.cli.plan import cmd_plan, cmd_stack
+from golfplan.cli.options import (add_jobs, add_plugin_path, add_spec_options, positive_float, positive_int,
+                                  registry_for)
+from golfplan.cli.check import add_check_timeout
+from golfplan.cli.plan import add_ladder, climb_ladder, cmd_plan, cmd_stack
 from golfplan.cli.study_common import definition_from_args, make_planner, print_finish, print_header
 from golfplan.planner.definition import DEFAULT_STORAGE, StudyDef, StudyError
 
@@ -51,7 +53,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         g.add_argument("--checks", choices=("full", "static", "none"), default=None,
                        help="preflight before each new configuration (default full; 'none' for simulated runners)")
         g.add_argument("--smoke-steps", type=int, default=None, help="CPU steps of the smoke check (default 30)")
+        add_check_timeout(g, planner=True)
         g.add_argument("--nproc", type=int, default=None, help="GPUs per trial, through torchrun")
+        add_jobs(g)
+        g.add_argument("--batch", type=positive_int, default=None, metavar="N",
+                       help="tune: sampled trials are asked N at a time, each batch once the one before has "
+                            "finished, so the sampled path is the same whatever --jobs is (default 2; part of "
+                            "the study; --jobs above it leaves slots idle while sampling)")
+        g.add_argument("--threads", type=positive_int, default=None,
+                       help="CPU threads of each run on a CPU profile (default 1): part of the study, so a "
+                            "configuration and seed give the same val_bpb whatever --jobs is")
         g.add_argument("--alpha", type=float, default=None, help="significance level (default 0.05)")
         g.add_argument("--noise-floor", type=float, default=None,
                        help="BPB noise assumed while the baseline has one run (default 0.002)")
@@ -72,6 +83,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pruner", choices=("median", "none"), default=None,
                    help="stop hopeless trials at periodic validations (needs val_loss_every > 0; default median)")
     common(p, None)
+    add_ladder(p)
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("ablate", help="baseline and each plugin alone, with repeats; a ranked table",
@@ -94,13 +106,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        description="Stack one candidate at a time on the current stack, re-test the close calls "
                                    "with more seeds, then tune the stack's own params (golfplan.planner.strategy). "
                                    "--strategy waves runs the older ablate -> stack -> tune studies.")
-    p.add_argument("--plugins", metavar="A,B,C|all", required=True)
+    p.add_argument("file", nargs="?", metavar="STUDY.yaml", help="a study file giving the plugins (and ladder:)")
+    p.add_argument("--plugins", metavar="A,B,C|all", help="the candidates (required without a study file)")
     p.add_argument("--runs", type=positive_int, default=None, metavar="N",
                    help="at most N training runs in all (default: no cap; --budget-hours also bounds it)")
     p.add_argument("--strategy", choices=("stack-tune", "waves"), default="stack-tune")
     p.add_argument("--include-slight", action="store_true", help="waves: also stack 'Slight help' plugins")
     p.add_argument("--tune-trials", type=int, default=12, help="tune proposals over the final stack")
     common(p, None)
+    add_ladder(p)
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("report", help="markdown table, CSV, plots and best config of a study")
@@ -115,11 +129,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        description="Join a study another `golfplan study` created: the study's definition is "
                                    "read from the storage; trials are shared, never run twice.")
     p.add_argument("--study", dest="study_name", metavar="NAME", required=True)
+    add_jobs(p)
     p.add_argument("--storage", metavar="URL", required=True)
     p.add_argument("--runner", metavar="MODULE:FUNCTION")
     p.add_argument("--out", default="runs", metavar="DIR")
     p.add_argument("--wait", type=float, default=60.0, metavar="S", help="wait this long for the study to appear")
     p.add_argument("--max-trials", type=int, default=None, help="stop after this many trials here")
+    add_check_timeout(p, planner=True)
     p.add_argument("--data", metavar="DIR", help="this machine's shard folder (if it differs)")
     p.add_argument("--tokenizer", metavar="FILE", help="this machine's tokenizer (if it differs)")
     add_plugin_path(p)
@@ -131,19 +147,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    return _run_definition(definition_from_args(args, None), args)
+    return _run_definition(*definition_from_args(args, None), args)
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    d = definition_from_args(args, "ablate")
+    d, registry = definition_from_args(args, "ablate")
     if args.repeats is None:
         d.repeats = 3
-    return _run_definition(d, args)
+    return _run_definition(d, registry, args)
 
 
-def _run_definition(d: StudyDef, args: argparse.Namespace) -> int:
+def _run_definition(d: StudyDef, registry: Any, args: argparse.Namespace) -> int:
     t0 = time.time()
-    planner = make_planner(d, args)
+    if d.ladder:
+        return climb_ladder(d, registry, args, t0, lambda rd, runs: _study_rung(rd, registry, args))
+    planner = make_planner(d, args, registry)
     planner.open()
     if not args.quiet:
         print_header(planner)
@@ -151,14 +169,25 @@ def _run_definition(d: StudyDef, args: argparse.Namespace) -> int:
     return print_finish(planner, args, time.time() - t0, args.report_dir)
 
 
+def _study_rung(d: StudyDef, registry: Any, args: argparse.Namespace) -> tuple[Any, None]:
+    """The bottom rung of a study's ladder: the study itself, in its own mode."""
+    planner = make_planner(d, args, registry)
+    planner.open()
+    if not args.quiet:
+        print_header(planner)
+    planner.run()
+    return planner, None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from golfplan.planner.report import write_report
+    from golfplan.planner.resume import base_spec
     from golfplan.planner.storage import load_definition, open_storage
     from golfplan.planner.study import Planner
 
     storage = open_storage(args.storage)
     d = load_definition(storage, args.study_name)
-    planner = Planner(d, storage=storage, registry=registry_for(list(d.plugin_path) + args.plugin_path),
+    planner = Planner(d, base_spec(d), registry_for(list(d.plugin_path) + args.plugin_path), storage=storage,
                       say=lambda m: None, readonly=True)
     planner.open(enqueue=False)
     files = write_report(planner, args.out or str(Path("reports") / d.name), plots=not args.no_plots)
@@ -188,8 +217,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.tokenizer:
         local["tokenizer_path"] = str(Path(args.tokenizer).resolve())
     d.plugin_path = list(d.plugin_path) + [str(Path(p).resolve()) for p in args.plugin_path]
+    d.jobs = args.jobs  # this host's own, not the creator's
     t0 = time.time()
-    planner = make_planner(d, args, worker=True, local=local, storage=storage)
+    planner = make_planner(d, args, registry_for(list(d.plugin_path)), worker=True, local=local, storage=storage)
     planner.open()
     if not args.quiet:
         import os

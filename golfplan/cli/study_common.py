@@ -22,10 +22,10 @@ def _names(value: str | None, registry: Any, exclude: set[str] = frozenset()) ->
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def definition_from_args(args: argparse.Namespace, mode: str | None) -> StudyDef:
-    """The study file (if any), then the command line's options on top of it. The run options
-    (profile, --config, --set, --plugins, data) are resolved once into a RunSpec, whose explicit keys
-    become the study's config."""
+def definition_from_args(args: argparse.Namespace, mode: str | None) -> tuple[StudyDef, Any]:
+    """The study file (if any), then the command line's options on top of it, and the registry of
+    its plugins. The run options (profile, --config, --set, --plugins, data) are resolved once into a
+    RunSpec, whose explicit keys become the study's config."""
     from golfplan.core.yamlfile import read_yaml
     from golfplan.planner.definition import load_study_file
 
@@ -37,7 +37,8 @@ def definition_from_args(args: argparse.Namespace, mode: str | None) -> StudyDef
         d.mode = args.mode
     data = read_yaml(args.config) if args.config else None
     config_plugins = (data or {}).get("plugins") or {}
-    registry = registry_for(list(d.plugin_path) + list(args.plugin_path))
+    registry_paths = list(dict.fromkeys(str(Path(p).resolve()) for p in [*d.plugin_path, *args.plugin_path]))
+    registry = registry_for(registry_paths)
     fixed_names = set(d.fixed) | set(config_plugins if isinstance(config_plugins, dict) else [])
     searched = _names(getattr(args, "plugins", None), registry, fixed_names)
     always = _names(getattr(args, "always", None), registry)
@@ -57,8 +58,11 @@ def definition_from_args(args: argparse.Namespace, mode: str | None) -> StudyDef
         d.plugins = {n: spec.plugins.get(n, {}) for n in searched}
     if always:
         d.always = {n: spec.plugins.get(n, {}) for n in always}
-    for key in ("trials", "repeats", "trial_seconds", "trial_timeout", "budget_hours", "cost_per_hour", "seed",
-                "checks", "smoke_steps", "nproc", "alpha", "noise_floor", "sampler", "pruner", "storage"):
+    if getattr(args, "ladder", None):
+        d.ladder = [r.strip() for r in args.ladder.split(",") if r.strip()]
+    for key in ("promote", "trials", "repeats", "trial_seconds", "trial_timeout", "budget_hours", "cost_per_hour",
+                "seed", "checks", "smoke_steps", "nproc", "jobs", "batch", "threads", "alpha", "noise_floor", "sampler",
+                "pruner", "storage"):
         v = getattr(args, key, None)
         if v is not None:
             setattr(d, key, v)
@@ -68,23 +72,27 @@ def definition_from_args(args: argparse.Namespace, mode: str | None) -> StudyDef
         tag = "all" if (getattr(args, "plugins", "") or "").strip() == "all" else "+".join(d.plugins) or "baseline"
         d.name = f"{d.mode}-{tag}-{spec.profile}"[:100]
     d.coerce(f"study '{d.name}'")
+    if set(d.plugin_path) - set(registry_paths):  # the --config file named plugin files of its own
+        registry = registry_for(list(d.plugin_path))
     d.validate(registry)
-    return d
+    return d, registry
 
 
 def say_for(args: argparse.Namespace) -> Any:
     return (lambda m: None) if getattr(args, "quiet", False) else (lambda m: print(m, flush=True))
 
 
-def make_planner(d: StudyDef, args: argparse.Namespace, worker: bool = False, local: dict[str, Any] | None = None,
-                 storage: Any = None) -> Any:
+def make_planner(d: StudyDef, args: argparse.Namespace, registry: Any, worker: bool = False,
+                 local: dict[str, Any] | None = None, storage: Any = None) -> Any:
+    """The Planner of ``d``: its base RunSpec resolved here, once (``local``: this machine's data
+    paths, for a worker), with the command's runner, storage, output folder and verbosity."""
+    from golfplan.planner.resume import base_spec
     from golfplan.planner.runner import load_runner
     from golfplan.planner.study import Planner
 
     runner = load_runner(args.runner) if getattr(args, "runner", None) else None
-    return Planner(d, storage=storage or getattr(args, "storage", None) or d.storage, runner=runner,
-                   out_dir=args.out, registry=registry_for(list(d.plugin_path)), say=say_for(args), worker=worker,
-                   local_config=local)
+    return Planner(d, base_spec(d, local), registry, storage=storage or getattr(args, "storage", None) or d.storage,
+                   runner=runner, out_dir=args.out, say=say_for(args), worker=worker)
 
 
 def print_header(planner: Any) -> None:
@@ -99,8 +107,12 @@ def print_header(planner: Any) -> None:
     what = {"tune": f"{d.trials} trials", "ablate": f"{len(d.plugins)} plugins + baseline",
             "experiments": f"{len(d.experiments) + int(d.baseline)} configurations"}[d.mode]
     budget = f", budget {d.budget_hours:g} h" if d.budget_hours is not None else ""
+    side = f", {planner.jobs} trials side by side" if planner.jobs > 1 else ""
+    if d.mode == "tune":
+        side += f", sampled {d.batch} at a time"
+    threads = f", {planner.threads} CPU thread(s) a run" if planner.threads else ""
     print(f"study {d.name}: {d.mode}, {what}, {d.repeats} seed(s) each, profile {planner.base.profile} ({cap}), "
-          f"checks {d.checks}{budget}; storage {storage}", flush=True)
+          f"checks {d.checks}{budget}{side}{threads}; storage {storage}", flush=True)
     if d.mode == "tune":
         for line in planner.space.describe():
             print(f"  {line}")

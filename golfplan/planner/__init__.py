@@ -2,7 +2,10 @@
 
 Uses ``golfplan.core``, ``golfplan.registry`` and ``golfplan.check``; never imports a concrete plugin.
 
-    study       the study loop (Planner): ask, check, run, record, tell
+    study       the Planner: create or resume a study; check, run, record and tell each trial
+    loop        its loop over trials: one after another, or --jobs side by side
+    records     what a trial and a check record (TrialRecord, CheckRecord), to and from Optuna attributes
+    hosts       what fits the host: trials side by side (--jobs), CPU threads per run, GPUs per trial
     definition  what a study is (StudyDef), configuration keys
     configs     the configurations each mode runs, a trial's label and outcome
     space       the search space from the plugins' metadata (slots, ordered params, forbidden subsets)
@@ -18,10 +21,11 @@ Uses ``golfplan.core``, ``golfplan.registry`` and ``golfplan.check``; never impo
     report      markdown, CSV, best config; plots (plots.py)
     waves       ablate -> greedy stack -> tune
     strategy    stack one at a time, re-test the close calls, then tune
+    ladder      the plan on the cheapest rung, its survivors promoted up a ladder of profiles
 
 The programmatic API (imported lazily, so ``golfplan run`` does not pay for Optuna):
 
-    from golfplan.planner import Planner, StudyDef, Job, RunOutcome, write_report
+    from golfplan.planner import Planner, StudyDef, Job, RunOutcome, base_spec, write_report
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 _API = {
     "Planner": "golfplan.planner.study",
     "StudyDef": "golfplan.planner.definition",
+    "base_spec": "golfplan.planner.resume",
     "Job": "golfplan.planner.runner",
     "RunOutcome": "golfplan.planner.runner",
     "write_report": "golfplan.planner.report",

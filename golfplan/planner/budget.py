@@ -5,7 +5,10 @@ finished trial its ``cost_s``, a running one the time since it started; runs cop
 study were paid there. The next trial needs the costliest run seen x ``repeats`` + a check; before
 any run of the study, the cap x 1.3 + 30 s (or the profile's measured ms/step x the steps), and
 for a step-capped run of no measured speed nothing is assumed: the first trial starts and is
-measured.
+measured. With trials side by side (``--jobs``) each trial counts its own time, and a trial starts
+only if it fits beside what the running ones will still spend. A trial asked in a sampling batch and
+waiting for its turn (its owner says ``waiting``, :mod:`golfplan.planner.liveness`) has spent nothing
+and will spend a whole trial; a running one counts from when it started (its owner's ``since``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
+from golfplan.planner.liveness import started_at
 from golfplan.planner.progress import fmt_s
+from golfplan.planner.records import TrialRecord
 
 CHECK_GUESS_S = 10.0  # a preflight never measured in this study
 
@@ -24,10 +29,26 @@ def spent_s(trials: Iterable[Any]) -> float:
     total, now = 0.0, time.time()
     for t in trials:
         if t.state == optuna.trial.TrialState.RUNNING:
-            if t.datetime_start is not None:
-                total += max(now - t.datetime_start.timestamp(), 0.0)
-        elif not t.user_attrs.get("copied_from"):
-            total += float(t.user_attrs.get("cost_s") or 0.0)
+            rec = TrialRecord.of(t)
+            if not (rec.owner or {}).get("waiting"):
+                total += max(now - started_at(t, rec, now), 0.0)
+        else:
+            rec = TrialRecord.of(t)
+            total += 0.0 if rec.copied_from else float(rec.cost_s or 0.0)
+    return total
+
+
+def committed_s(trials: Iterable[Any], per_trial: float) -> float:
+    """What the trials running now will still spend, each expected to cost ``per_trial`` in all: with
+    trials side by side (``--jobs``), a trial that starts must fit beside the ones already running."""
+    import optuna
+
+    total, now = 0.0, time.time()
+    for t in trials:
+        if t.state == optuna.trial.TrialState.RUNNING:
+            rec = TrialRecord.of(t)
+            ran = 0.0 if (rec.owner or {}).get("waiting") else max(now - started_at(t, rec, now), 0.0)
+            total += max(per_trial - ran, 0.0)
     return total
 
 
@@ -46,25 +67,27 @@ def estimate_next_s(finished: Iterable[Any], config: Any, repeats: int, checks: 
     planner's time around it, as the budget does) x ``repeats``, + a check."""
     per_run, measured = 0.0, []
     for t in finished:
-        runs = t.user_attrs.get("runs") or []
-        walls = [float(r.get("wallclock_s") or 0.0) for r in runs if r.get("status") == "complete"]
+        rec = TrialRecord.of(t)
+        walls = [float(r.wallclock_s or 0.0) for r in rec.done]
         per_run = max([per_run, *walls])
-        if runs and t.user_attrs.get("cost_s"):
-            per_run = max(per_run, float(t.user_attrs["cost_s"]) / len(runs))
-        c = t.user_attrs.get("check") or {}
-        if not c.get("cached") and c.get("seconds"):
-            measured.append(float(c["seconds"]))
+        if rec.runs and rec.cost_s:
+            per_run = max(per_run, float(rec.cost_s) / len(rec.runs))
+        c = rec.check
+        if c is not None and not c.cached and c.seconds:
+            measured.append(float(c.seconds))
     per_run = per_run or first_run_s(config)
     check = 0.0 if checks == "none" else (max(measured) if measured else CHECK_GUESS_S)
     return per_run * repeats + check
 
 
-def stop_reason(spent: float, need: float, budget_hours: float | None) -> str:
-    """Why no new trial may start ('' when it may)."""
+def stop_reason(spent: float, need: float, budget_hours: float | None, running: float = 0.0) -> str:
+    """Why no new trial may start ('' when it may); ``running``: what the trials running now will
+    still spend (:func:`committed_s`)."""
     if budget_hours is None:
         return ""
     budget = budget_hours * 3600.0
-    if spent + need <= budget:
+    if spent + running + need <= budget:
         return ""
-    return (f"budget: {fmt_s(spent)} of {fmt_s(budget)} spent; the next trial needs ~{fmt_s(need)}, "
+    busy = f" (and ~{fmt_s(running)} more by the trials running)" if running >= 1 else ""
+    return (f"budget: {fmt_s(spent)} of {fmt_s(budget)} spent{busy}; the next trial needs ~{fmt_s(need)}, "
             f"so no new trial starts")

@@ -26,7 +26,6 @@ param keeps only the values the static check accepts (whatever ``checks`` says: 
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -36,6 +35,7 @@ from typing import Any, Callable
 
 from golfplan.planner import procs
 from golfplan.planner.definition import Plugins
+from golfplan.planner.records import CheckRecord, Refusal
 from golfplan.planner.runner import read_json, spec_json
 from golfplan.planner.storage import CHECKED_PREFIX, REFUSED_PREFIX
 
@@ -77,27 +77,13 @@ def static_check(spec: Any, registry: Any, world_size: int | None = None) -> Any
     return box["report"]
 
 
-def record(report: dict[str, Any], seconds: float | None = None, **extra: Any) -> dict[str, Any]:
-    """The ``check`` attribute of a trial from a report (``CheckReport.to_dict()``)."""
-    checks = {c["name"]: c.get("seconds", 0.0) for c in report.get("checks") or []}
-    out = {"ok": bool(report.get("ok")), "reason": str(report.get("reason") or ""), "eager": bool(report.get("eager")),
-           "estimate": dict(report.get("estimate") or {}),
-           "seconds": round(seconds if seconds is not None else sum(checks.values()), 3), "cached": False,
-           "checks": checks}
-    out.update(extra)
-    return out
-
-
-def failed_record(kind: str, reason: str, seconds: float = 0.0, **extra: Any) -> dict[str, Any]:
-    """The ``check`` attribute of a check that ended without a report (crash | timeout | oom)."""
-    return {"ok": False, "reason": reason, "failure": kind, "seconds": round(seconds, 3), "cached": False, **extra}
-
-
 def check_in_subprocess(spec: dict[str, Any], work_dir: Path, smoke_steps: int, limit_s: float,
-                        on_start: Callable[[int], None] | None = None,
-                        python: str = sys.executable) -> tuple[dict[str, Any], dict[str, Any] | None]:
+                        on_start: Callable[[int], None] | None = None, python: str = sys.executable,
+                        threads: int | None = None,
+                        cancel: threading.Event | None = None) -> tuple[CheckRecord, dict[str, Any] | None]:
     """``golfplan check --spec`` as a protected child: (its record, its report); a failed record and
-    no report when it crashed, hung or ran out of memory."""
+    no report when it crashed, hung or ran out of memory. ``threads``: its CPU threads (a study's
+    per-run count on a CPU profile); ``cancel``: set to kill it (the planner was interrupted)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     spec_path = work_dir / "spec.json"
     spec_path.write_text(spec_json(spec))
@@ -105,59 +91,61 @@ def check_in_subprocess(spec: dict[str, Any], work_dir: Path, smoke_steps: int, 
     cmd = [python, "-m", "golfplan", "check", "--spec", str(spec_path), "--json", "--smoke-steps", str(smoke_steps)]
     t0 = time.perf_counter()
     with procs.HostSlot() as concurrent:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", GOLFPLAN_CONCURRENT=str(concurrent))
-        proc = procs.start(cmd, out, err, env)
+        proc = procs.start(cmd, out, err, procs.child_env(concurrent, threads))
         if on_start:
             on_start(proc.pid)
-        killed = procs.watch(proc, limit_s)
+        killed = procs.watch(proc, limit_s, cancel=cancel)
     seconds = time.perf_counter() - t0
     report = read_json(out) if not killed else None
     if report is not None and "ok" in report:
-        return record(report, seconds, where=str(work_dir)), report
+        return CheckRecord.from_report(report, seconds, where=str(work_dir)), report
     ex = procs.exit_of(proc.returncode, err, killed, limit_s)
     reason = ex.reason if ex.kind == "refused" else f"preflight {ex.reason}"
-    return failed_record(ex.kind, reason, seconds, where=str(work_dir)), None
+    return CheckRecord.failed(ex.kind, reason, seconds, where=str(work_dir)), None
 
 
 class Preflight:
     """Where and how a study checks a configuration not checked yet (see the module's doc)."""
 
     def __init__(self, d: Any, registry: Any, verdicts: "Verdicts", in_run: bool, work_dir: Path,
-                 limit_s: Callable[[Any], float], on_start: Callable[[int], None] | None = None) -> None:
+                 limit_s: Callable[[Any], float], on_start: Callable[[int], None] | None = None,
+                 threads: int | None = None, cancel: threading.Event | None = None) -> None:
         self.d, self.registry, self.verdicts = d, registry, verdicts
         self.in_run = in_run  # the default runner: the first run checks in its own process
         self.work_dir, self.limit_s, self.on_start = work_dir, limit_s, on_start
+        self.threads, self.cancel = threads, cancel
 
-    def before(self, name: str, spec: Any, key: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None, bool]:
+    def before(self, name: str, spec: Any, key: str) -> tuple[CheckRecord | None, dict[str, Any] | None, bool]:
         """(the check's record, its report, whether the trial's first run is to check instead);
         ``name`` names the check's folder when it runs as its own process."""
         if self.d.checks == "none":
-            return {"ok": True, "reason": "", "seconds": 0.0, "cached": False, "skipped": True}, None, False
+            return CheckRecord.skip(), None, False
         hit = self.verdicts.passed(key)
         if hit:
             return hit, None, False
         if self.d.checks == "static":
             t0 = time.perf_counter()
             report = static_check(spec, self.registry, self.d.nproc if self.d.nproc > 1 else None).to_dict()
-            rec = record(report, time.perf_counter() - t0)
+            rec = CheckRecord.from_report(report, time.perf_counter() - t0)
         elif self.in_run:
             return None, None, True
         else:
             rec, report = check_in_subprocess(spec.to_dict(), self.work_dir / f"{name}-check", self.d.smoke_steps,
-                                              self.limit_s(spec), self.on_start)
-        if rec["ok"]:
+                                              self.limit_s(spec), self.on_start, threads=self.threads,
+                                              cancel=self.cancel)
+        if rec.ok:
             self.verdicts.store_passed(key, rec)
         return rec, report, False
 
-    def from_run(self, key: str, outcome: Any) -> dict[str, Any]:
+    def from_run(self, key: str, outcome: Any) -> CheckRecord:
         """The record of a check a run did in its own process (``job.check``)."""
         if outcome.check is not None:
-            rec = record(outcome.check, where=outcome.run_dir)
+            rec = CheckRecord.from_report(outcome.check, where=outcome.run_dir)
         elif outcome.status == "refused":  # the run died or was killed inside its preflight
-            rec = failed_record(outcome.failure, outcome.reason, where=outcome.run_dir)
+            rec = CheckRecord.failed(outcome.failure, outcome.reason, where=outcome.run_dir)
         else:  # a runner that does not check in its runs
-            return {"ok": True, "reason": "", "seconds": 0.0, "cached": False, "skipped": True}
-        if rec["ok"]:
+            return CheckRecord.skip()
+        if rec.ok:
             self.verdicts.store_passed(key, rec)
         return rec
 
@@ -167,41 +155,43 @@ class Preflight:
 
 class Verdicts:
     """The passed checks and refusals of one study, kept in the study's attributes (shared by every
-    worker) with a local cache."""
+    worker) with a local cache. ``write(name, value)`` stores a study attribute: the Planner's."""
 
-    def __init__(self, study: Any, registry: Any) -> None:
-        self.study, self.registry = study, registry
-        self._passed: dict[str, dict[str, Any]] = {}
+    def __init__(self, study: Any, registry: Any, write: Callable[[str, Any], None]) -> None:
+        self.study, self.registry, self.write = study, registry, write
+        self._passed: dict[str, CheckRecord] = {}
 
-    def passed(self, key: str) -> dict[str, Any] | None:
-        hit = self._passed.get(key) or self.study.user_attrs.get(CHECKED_PREFIX + key)
-        return {**hit, "cached": True, "seconds": 0.0} if hit else None
+    def passed(self, key: str) -> CheckRecord | None:
+        hit = self._passed.get(key) or CheckRecord.from_attr(self.study.user_attrs.get(CHECKED_PREFIX + key))
+        return hit.as_cached() if hit else None
 
-    def store_passed(self, key: str, rec: dict[str, Any]) -> None:
-        stored = {k: v for k, v in rec.items() if k not in ("cached",)}
+    def store_passed(self, key: str, rec: CheckRecord) -> None:
+        from dataclasses import replace
+
+        stored = replace(rec, cached=False)
         self._passed[key] = stored
-        self.study.set_user_attr(CHECKED_PREFIX + key, stored)
+        self.write(CHECKED_PREFIX + key, stored.to_attr())
 
-    def known_refusal(self, key: str, names: list[str]) -> dict[str, Any] | None:
-        attrs = self.study.user_attrs
-        hit = attrs.get(REFUSED_PREFIX + key)
+    def refusals(self) -> list[Refusal]:
+        return [r for k, v in self.study.user_attrs.items() if k.startswith(REFUSED_PREFIX)
+                for r in [Refusal.from_attr(v)] if r is not None]
+
+    def known_refusal(self, key: str, names: list[str]) -> Refusal | None:
+        hit = Refusal.from_attr(self.study.user_attrs.get(REFUSED_PREFIX + key))
         if hit:
             return hit
         on = set(names)
-        for k, v in attrs.items():
-            if k.startswith(REFUSED_PREFIX) and v.get("subset") and set(v["subset"]) <= on:
-                return v
-        return None
+        return next((r for r in self.refusals() if r.subset and set(r.subset) <= on), None)
 
     def remember(self, key: str, plugins: Plugins, reason: str, trial_number: int, space: Any = None,
-                 report: dict[str, Any] | None = None) -> dict[str, Any]:
+                 report: dict[str, Any] | None = None) -> Refusal:
         """Store the refusal; when the check's failure does not depend on param values, as a
         forbidden subset that ``space`` never proposes again."""
         subset = self._subset(sorted(plugins), report) if report else None
-        entry = {"reason": reason, "trial": trial_number, "subset": subset, "key": key}
-        self.study.set_user_attr(REFUSED_PREFIX + key, entry)
+        entry = Refusal(reason, trial_number, subset, key)
+        self.write(REFUSED_PREFIX + key, entry.to_attr())
         if subset:
-            self.study.set_user_attr(REFUSED_PREFIX + "set:" + "+".join(subset), entry)
+            self.write(REFUSED_PREFIX + "set:" + "+".join(subset), entry.to_attr())
             if space is not None:
                 space.forbid(subset)
         return entry
@@ -225,9 +215,9 @@ class Verdicts:
 
     def forbid_known(self, space: Any) -> None:
         """Forbid, in ``space``, every subset this study (or another worker on it) refused."""
-        for k, v in self.study.user_attrs.items():
-            if k.startswith(REFUSED_PREFIX) and v.get("subset"):
-                space.forbid(v["subset"])
+        for r in self.refusals():
+            if r.subset:
+                space.forbid(r.subset)
 
 
 # ---- screening the search space -------------------------------------------------------------

@@ -11,10 +11,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from golfplan.planner.definition import Experiment, Plugins, StudyDef, describe_plugins
-from golfplan.planner.storage import BASELINE_ATTR
+from golfplan.planner.records import TrialRecord
 
-__all__ = ["TrialConfig", "baseline_config", "enqueue_initial", "experiment_config", "experiment_configs", "settle",
-           "tune_label", "with_replacements"]
+__all__ = ["Initial", "LoopResult", "TrialConfig", "baseline_config", "experiment_config", "experiment_configs",
+           "initial", "settle", "tune_label", "with_replacements"]
+
+
+@dataclass
+class LoopResult:
+    """What one ``Planner.run()`` did: trials run here, and why it stopped."""
+
+    ran: int = 0
+    stopped: str = ""  # done, or the budget's message
 
 
 @dataclass
@@ -26,9 +34,14 @@ class TrialConfig:
     exp_id: str = ""
     phase: str = ""
 
+    def record(self, key: str) -> TrialRecord:
+        """The record of a trial that runs this configuration (``key``: its hash)."""
+        return TrialRecord(self.label, self.description, dict(self.plugins), dict(self.config), key, self.exp_id,
+                           self.phase)
+
     def attrs(self, key: str) -> dict[str, Any]:
-        return {"label": self.label, "plugins": self.plugins, "config": self.config, "key": key,
-                "description": self.description, "exp_id": self.exp_id, "phase": self.phase}
+        """The attributes a queued trial of this configuration carries."""
+        return self.record(key).config_attrs()
 
 
 def with_replacements(d: StudyDef, registry: Any, added: Plugins, without: list[str] = ()) -> Plugins:
@@ -79,47 +92,55 @@ def tune_label(chosen: list[str], is_baseline: bool) -> str:
     return "baseline" if is_baseline else "tuned"
 
 
-def settle(runs: list[dict[str, Any]]) -> tuple[str, float | None, str, str]:
-    """(status, value, reason, failure) of a trial from its runs: complete with the mean BPB of its
-    complete runs, else pruned, else failed as its first failed run says."""
-    done = [r for r in runs if r.get("status") == "complete"]
-    failed = [r for r in runs if r.get("status") == "failed"]
+def settle(runs: list[Any]) -> tuple[str, float | None, str, str]:
+    """(status, value, reason, failure) of a trial from its runs (RunOutcomes): complete with the mean
+    BPB of its complete runs, else pruned, else failed as its first failed run says."""
+    done = [r for r in runs if r.status == "complete"]
+    failed = [r for r in runs if r.status == "failed"]
     if done:
-        reason = f"{len(failed)} of {len(runs)} runs failed: {failed[0].get('reason', '')}" if failed else ""
-        return "complete", sum(r["val_bpb"] for r in done) / len(done), reason, ""
-    pruned = [r for r in runs if r.get("status") == "pruned"]
+        reason = f"{len(failed)} of {len(runs)} runs failed: {failed[0].reason}" if failed else ""
+        return "complete", sum(float(r.val_bpb) for r in done) / len(done), reason, ""
+    pruned = [r for r in runs if r.status == "pruned"]
     if pruned:
-        return "pruned", None, pruned[0].get("reason", ""), ""
-    first = failed[0] if failed else {}
-    return "failed", None, first.get("reason", "no run finished"), first.get("failure") or "crash"
+        return "pruned", None, pruned[0].reason, ""
+    first = failed[0] if failed else None
+    return "failed", None, first.reason if first else "no run finished", (first.failure if first else "") or "crash"
 
 
-def enqueue_initial(study: Any, d: StudyDef, registry: Any, space: Any, key_of: Any) -> None:
-    """Queue the mode's first configurations and record the baseline's key. Tune: the baseline (the
-    ``always`` plugins with their defaults) and all-on, once, when the study is new. Ablate and
-    experiments: every configuration entry without a trial yet (two entries of one configuration,
-    the seed's reruns, are two trials whose runs pool in the report)."""
+@dataclass
+class Initial:
+    """What a study queues when it opens: the baseline's key, and (params, attributes) per trial."""
+
+    baseline_key: str | None = None
+    queue: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+
+
+def initial(trials: list[Any], d: StudyDef, registry: Any, space: Any, key_of: Any) -> Initial:
+    """The mode's first configurations, given the study's ``trials`` so far (the Planner queues them).
+    Tune: the baseline (the ``always`` plugins with their defaults) and all-on, once, when the study
+    is new. Ablate and experiments: every configuration entry without a trial yet (two entries of one
+    configuration, the seed's reruns, are two trials whose runs pool in the report)."""
     import optuna
 
-    trials = study.get_trials(deepcopy=False)
+    out = Initial()
     if d.mode == "tune":
-        study.set_user_attr(BASELINE_ATTR, key_of(baseline_config(d, registry, space).plugins))
+        out.baseline_key = key_of(baseline_config(d, registry, space).plugins)
         if trials:
-            return
+            return out
         always = {n: space.defaults(n) for n in d.always}
         for label, chosen in (("baseline", {}), ("all-on", space.all_on()))[: d.trials]:
             if label == "all-on" and not chosen:
                 continue
-            study.enqueue_trial(space.encode({**chosen, **always}), user_attrs={"label": label, "phase": "tune"},
-                                skip_if_exists=True)
-        return
+            out.queue.append((space.encode({**chosen, **always}), {"label": label, "phase": "tune"}))
+        return out
     configs = experiment_configs(d, registry)
     if configs and configs[0].label == "baseline":
-        study.set_user_attr(BASELINE_ATTR, key_of(configs[0].plugins, configs[0].config))
-    have = {(t.user_attrs.get("exp_id"), t.user_attrs.get("key")) for t in trials
-            if t.state != optuna.trial.TrialState.FAIL and t.user_attrs.get("key")}
+        out.baseline_key = key_of(configs[0].plugins, configs[0].config)
+    have = {(r.exp_id, r.key) for r in (TrialRecord.of(t) for t in trials
+                                         if t.state != optuna.trial.TrialState.FAIL) if r.key}
     for c in configs:
         key = key_of(c.plugins, c.config)
         if (c.exp_id, key) not in have:
-            study.enqueue_trial({}, user_attrs=c.attrs(key))
+            out.queue.append(({}, c.attrs(key)))
             have.add((c.exp_id, key))
+    return out

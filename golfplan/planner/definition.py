@@ -37,10 +37,22 @@ closest valid name), checked against the registry when the file is loaded.
     checks: full                    # full | static | none: preflight before every trial
     smoke_steps: 30
     nproc: 1                        # GPUs per trial (torchrun)
+    jobs: null                      # trials side by side (default: what fits the host: the usable
+                                    # cores / threads on a CPU profile, the GPUs / nproc on a GPU one;
+                                    # 1 with a custom runner); not part of the study's identity
+    batch: 2                        # tune: sampled trials are asked this many at a time, each batch
+                                    # once the one before has finished, so the sampled path is the
+                                    # same whatever jobs is (golfplan.planner.loop); part of the
+                                    # study's identity (tune), a fixed number, never the host's
+    threads: 1                      # CPU threads of each run on a CPU profile: fixed by the study,
+                                    # whatever --jobs is, as CPU kernels sum in a thread-count order
     alpha: 0.05                     # significance level of the Welch t-tests
     noise_floor: 0.002              # BPB noise assumed while the baseline has a single run
     storage: null                   # Optuna storage URL (default sqlite:///golfplan.db); stored
                                     # in the study with its password masked
+    ladder: [cpu, 1xh100, 8xh100]   # golfplan plan: climb these rungs (PROFILE[+KEY=VALUE...],
+                                    # golfplan.planner.ladder); each rung a study NAME@RUNG
+    promote: 6                      # configurations promoted from a rung to the next (ladder)
 """
 
 from __future__ import annotations
@@ -107,9 +119,14 @@ class StudyDef:
     checks: str = "full"
     smoke_steps: int = 30
     nproc: int = 1
+    jobs: int | None = None
+    batch: int = 2  # CI's and the dev machine's core count, but fixed: a default study retraces on any host
+    threads: int = 1
     alpha: float = 0.05
     noise_floor: float = 0.002
     storage: str | None = None
+    ladder: list[str] = field(default_factory=list)
+    promote: int = 6
 
     # ---- (de)serialisation -----------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -126,7 +143,7 @@ class StudyDef:
         kw: dict[str, Any] = {}
         for key, value in data.items():
             if value is None and key not in ("profile", "trial_seconds", "trial_timeout", "budget_hours",
-                                             "cost_per_hour", "storage"):
+                                             "cost_per_hour", "storage", "jobs"):
                 continue
             if key in ("fixed", "plugins", "always"):
                 kw[key] = normalize_plugins(value, f"{where}: '{key}'")
@@ -134,6 +151,9 @@ class StudyDef:
                 kw[key] = [_experiment(e, i, where) for i, e in enumerate(value or [])]
             elif key == "plugin_path":
                 kw[key] = [str(p) for p in (value if isinstance(value, list) else [value])]
+            elif key == "ladder":
+                kw[key] = [str(r).strip() for r in (value.split(",") if isinstance(value, str) else value or [])
+                           if str(r).strip()]
             elif key == "config":
                 if not isinstance(value, dict):
                     raise StudyError(f"{where}: 'config' must be a mapping of config keys")
@@ -164,6 +184,10 @@ class StudyDef:
         num("seed", int, 0)
         num("smoke_steps", int, 1)
         num("nproc", int, 1)
+        num("jobs", int, 1, optional=True)
+        num("batch", int, 1)
+        num("threads", int, 1)
+        num("promote", int, 2)
         num("trial_seconds", float, optional=True, positive=True)  # a cap; the profile's when not given
         num("trial_timeout", float, optional=True, positive=True)  # a hard limit is never "none"
         num("budget_hours", float, 0, optional=True)
@@ -176,8 +200,8 @@ class StudyDef:
                 raise StudyError(f"{where}: '{key}' must be one of {', '.join(allowed)}, got {v!r}")
         if not 0 < self.alpha < 1:
             raise StudyError(f"{where}: 'alpha' must be in (0, 1), got {self.alpha}")
-        if self.name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*", self.name):
-            raise StudyError(f"{where}: study name '{self.name}' may hold letters, digits and _ . + = - only")
+        if self.name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+=@-]*", self.name):
+            raise StudyError(f"{where}: study name '{self.name}' may hold letters, digits and _ . + = @ - only")
         if not isinstance(self.baseline, bool):
             raise StudyError(f"{where}: 'baseline' expects true/false")
         ids = [e.id for e in self.experiments]
@@ -237,9 +261,11 @@ class StudyDef:
     def identity(self) -> dict[str, Any]:
         """The fields that decide what a trial runs: a stored study resumes only with the same ones."""
         keys = ("mode", "profile", "config", "plugin_path", "fixed", "plugins", "always", "baseline",
-                "repeats", "trial_seconds", "sampler", "seed", "checks", "nproc")
+                "repeats", "trial_seconds", "sampler", "seed", "checks", "nproc", "threads")
         d = self.to_dict()
         out = {k: d[k] for k in keys}
+        if self.mode == "tune":  # the batches decide what the sampler sees at each ask; queued trials have none
+            out["batch"] = d["batch"]
         out["experiments"] = [{k: v for k, v in e.items() if k in ("id", "plugins", "without", "config")}
                               for e in d["experiments"]]
         return out

@@ -32,11 +32,11 @@ def write_plots(study: Any, rows: list[Any], out_dir: Path, ranked: list[Any]) -
             ax = ovm.plot_optimization_history(study, target_name="val_bpb (round trip)")
         written.append(_save(ax.figure, out_dir / "history.png"))
 
-    runs = [run for row in rows for run in row.runs if run.get("status") == "complete"]
+    runs = [run for row in rows for run in row.runs if run.status == "complete"]
     if runs:
         fig, ax = plt.subplots(figsize=(7, 4))
         for row in ranked[:12]:
-            pts = [(r["steps"], r["val_bpb"]) for r in row.runs if r.get("status") == "complete" and r.get("steps")]
+            pts = [(r.steps, r.val_bpb) for r in row.runs if r.status == "complete" and r.steps]
             if pts:
                 ax.scatter(*zip(*pts), s=18, label=row.label[:30])
         ax.set_xlabel("steps done")

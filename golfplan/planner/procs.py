@@ -7,12 +7,16 @@ itself (no result file) is read from its exit:
 
     timeout    it passed its hard limit and the planner killed it
     oom        SIGKILL from outside the planner (the kernel's OOM killer), or its last traceback
-               line is a MemoryError / OutOfMemoryError (the exception's type, not its text)
+               line is a MemoryError / OutOfMemoryError (the exception's type, not its text), or
+               the RuntimeError of torch's CPU allocator (its text: it has no type of its own)
     refused    exit status 2: golfplan's usage error, the configuration was not accepted
     crash      anything else; the reason is the last error line of its standard error
 
 The host-local registry of live trials (:class:`HostSlot`) says how many golfplan trials run at once
-on this machine, so each child can be given its share of the cores (``GOLFPLAN_CONCURRENT``).
+on this machine; a child is told (``GOLFPLAN_CONCURRENT``) and its result records it. The count no
+longer sets a child's CPU threads: CPU kernels sum in an order that depends on the thread count, so
+a run's threads come from its study (``GOLFPLAN_THREADS``, :func:`child_env`), never from how many
+trials happen to run beside it.
 """
 
 from __future__ import annotations
@@ -24,10 +28,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from golfplan.core.result import CPU_ALLOCATOR_OOM
 
 EXIT_USAGE = 2  # golfplan's exit status for input it refuses (golfplan.cli.options.EXIT_USAGE)
 OOM_ERRORS = ("MemoryError", "OutOfMemoryError", "torch.OutOfMemoryError", "torch.cuda.OutOfMemoryError")
@@ -77,13 +85,18 @@ def start(cmd: list[str], stdout: Path, stderr: Path, env: dict[str, str] | None
 
 
 def watch(proc: subprocess.Popen, timeout_s: float, poll_s: float = 0.25,
-          tick: Callable[[], bool] | None = None) -> str:
+          tick: Callable[[], bool] | None = None, cancel: threading.Event | None = None) -> str:
     """Wait for ``proc``; kill its group past ``timeout_s`` ("timeout") or when ``tick()`` returns
-    True ("stopped"); "" when it exited by itself. An exception here (Ctrl-C) kills it too."""
+    True ("stopped"); "" when it exited by itself. An exception here (Ctrl-C) kills it too, and so
+    does ``cancel`` being set (the planner was interrupted while this ran on one of its threads:
+    KeyboardInterrupt is raised here, in that thread)."""
     t0 = time.perf_counter()
     try:
         while proc.poll() is None:
-            time.sleep(poll_s)
+            if cancel is None:
+                time.sleep(poll_s)
+            elif cancel.wait(poll_s):
+                raise KeyboardInterrupt("the planner was interrupted")
             if time.perf_counter() - t0 > timeout_s:
                 kill_group(proc)
                 return "timeout"
@@ -152,7 +165,7 @@ def exit_of(rc: int | None, stderr: Path, killed: str, timeout_s: float) -> Exit
     last = last_error(tail(stderr))
     if rc in (-signal.SIGKILL, 128 + signal.SIGKILL):
         return Exit("oom", "killed by SIGKILL from outside the planner (out of memory?)")
-    if last.split(":", 1)[0].strip() in OOM_ERRORS:
+    if last.split(":", 1)[0].strip() in OOM_ERRORS or CPU_ALLOCATOR_OOM in last:
         return Exit("oom", f"out of memory: {last}")
     if rc == EXIT_USAGE and last.startswith("error:"):
         return Exit("refused", last.removeprefix("error:").strip())
@@ -181,12 +194,24 @@ def last_error(text: str) -> str:
 # ---- trials running at once on this host ----------------------------------------------------
 
 
-class HostSlot:
-    """A file per live golfplan trial under the temp dir, named by its planner's pid and start time.
+def child_env(concurrent: int, threads: int | None = None, devices: list[str] | None = None) -> dict[str, str]:
+    """The environment of a trial's child: this one, unbuffered, told how many trials share the
+    host; with ``threads`` its CPU threads fixed (``GOLFPLAN_THREADS`` and ``OMP_NUM_THREADS``), with
+    ``devices`` the GPUs it may see (``CUDA_VISIBLE_DEVICES``)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", GOLFPLAN_CONCURRENT=str(concurrent))
+    if threads:
+        env["GOLFPLAN_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
+    if devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in devices)
+    return env
 
-    ``with HostSlot() as n:`` registers this process for the duration and gives ``n``, the number of
-    trials live on this host now (this one included; entries of dead planners are pruned). A child
-    started inside gets ``GOLFPLAN_CONCURRENT=n``, so it takes its share of the cores it may use.
+
+class HostSlot:
+    """A file per live golfplan trial under the temp dir, named by its planner's pid and start time
+    (and a token of its own: one planner runs several trials at once with ``--jobs``).
+
+    ``with HostSlot() as n:`` registers this trial for the duration and gives ``n``, the number of
+    trials live on this host now (this one included; entries of dead planners are pruned).
     """
 
     def __init__(self, root: str | Path | None = None) -> None:
@@ -197,14 +222,15 @@ class HostSlot:
     def __enter__(self) -> int:
         self.root.mkdir(parents=True, exist_ok=True)
         pid = os.getpid()
-        self.path = self.root / f"{pid}.{proc_start(pid) or 0}"
+        self.path = self.root / f"{pid}.{proc_start(pid) or 0}.{uuid.uuid4().hex[:8]}"
         self.path.touch()
         return self.count()
 
     def count(self) -> int:
         n = 0
         for entry in self.root.iterdir():
-            pid, _, start = entry.name.partition(".")
+            pid, _, rest = entry.name.partition(".")
+            start = rest.split(".")[0]
             if pid.isdigit() and alive(int(pid), None if start in ("", "0") else start):
                 n += 1
             else:

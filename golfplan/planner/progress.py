@@ -5,7 +5,8 @@
 
 When the study's runs are capped by steps rather than time, a technique that makes steps faster
 gains nothing in BPB: the line then shows its ms/step as a ratio to the baseline's (measured in
-the same study) beside the BPB, as the report does.
+the same study) beside the BPB, as the report does. With trials side by side (``--jobs``) the
+lines of different trials interleave; each names its trial (``#3``), and each is printed whole.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import time
 from typing import Any, Iterable
 
 from golfplan.planner.definition import describe_plugins
+from golfplan.planner.records import CheckRecord, complete_runs, mean_ms
+from golfplan.planner.runner import RunOutcome
 
 
 def fmt_s(seconds: float) -> str:
@@ -31,11 +34,6 @@ def money(seconds: float, cost_per_hour: float | None) -> str:
     return f"${seconds / 3600.0 * cost_per_hour:.2f}"
 
 
-def mean_ms(runs: Iterable[dict[str, Any]]) -> float | None:
-    ms = [float(r["ms_per_step"]) for r in runs if r.get("status") == "complete" and r.get("ms_per_step")]
-    return sum(ms) / len(ms) if ms else None
-
-
 def speed_ratio(ms: float | None, base_ms: float | None) -> str:
     """``x1.08``: the configuration's ms/step over the baseline's ('' when either is unknown)."""
     if not ms or not base_ms:
@@ -43,11 +41,11 @@ def speed_ratio(ms: float | None, base_ms: float | None) -> str:
     return f"x{ms / base_ms:.2f}"
 
 
-def is_step_capped(base_config: dict[str, Any], runs: Iterable[dict[str, Any]]) -> bool:
+def is_step_capped(base_config: dict[str, Any], runs: Iterable[RunOutcome]) -> bool:
     """Runs end at a step count, not a wallclock cap: their BPB does not count a speed benefit."""
     if float(base_config.get("max_wallclock_seconds") or 0.0) <= 0:
         return True
-    return any(r.get("capped_by") == "steps" for r in runs)
+    return any(r.capped_by == "steps" for r in runs)
 
 
 class Progress:
@@ -60,7 +58,7 @@ class Progress:
         return self.p.d.trials if self.p.d.mode == "tune" else len(self.p.counted())
 
     def started(self, number: int, label: str, description: str) -> str:
-        total, n = self.total(), len(self.p.finished()) + 1
+        total, n = self.total(), len(self.p.finished()) + self.p.running_rank(number)
         return f"[{min(n, total) if self.p.d.mode == 'tune' else n}/{total}] #{number} {label}: {description} ..."
 
     def short(self, tc: Any) -> str:
@@ -68,7 +66,7 @@ class Progress:
             describe_plugins(tc.plugins, self.p.registry)
 
     def finished(self, number: int, tc: Any, status: str, reason: str, value: float | None,
-                 runs: list[dict[str, Any]], check: dict[str, Any], cost: float) -> str:
+                 runs: list[RunOutcome], check: CheckRecord | None, cost: float) -> str:
         p = self.p
         if status == "complete":
             what = self._complete(value, runs)
@@ -78,8 +76,9 @@ class Progress:
             what = reason
         else:
             what = f"failed: {reason}"
-        chk = check.get("seconds") or 0.0
-        timing = fmt_s(cost) + (f" (check {chk:.1f}s)" if chk else (" (check cached)" if check.get("cached") else ""))
+        chk = check.seconds if check is not None else 0.0
+        cached = check is not None and check.cached
+        timing = fmt_s(cost) + (f" (check {chk:.1f}s)" if chk else (" (check cached)" if cached else ""))
         best = p.best()
         best_s = f"best trial {best[1]:.4f} (#{best[0].number})" if best else "best trial —"
         spent = p.spent_s()
@@ -89,11 +88,11 @@ class Progress:
         return (f"[{len(p.finished())}/{self.total()}] #{number} {tc.label}: {what} in {timing} | {best_s} | "
                 f"elapsed {fmt_s(time.time() - p.t_start)}, {budget}" + (f", {cash}" if cash else ""))
 
-    def _complete(self, value: float | None, runs: list[dict[str, Any]]) -> str:
-        done = [r for r in runs if r.get("status") == "complete"]
-        steps = sum(r.get("steps") or 0 for r in done) / len(done)
+    def _complete(self, value: float | None, runs: list[RunOutcome]) -> str:
+        done = complete_runs(runs)
+        steps = sum(r.steps or 0 for r in done) / len(done)
         ms = mean_ms(done)
-        art = max((r.get("artifact_bytes") or 0) for r in done)
+        art = max((r.artifact_bytes or 0) for r in done)
         over = art > self.p.base.config.artifact_limit_bytes
         ratio = ""
         if is_step_capped(self.p.base.config.to_dict(), done):

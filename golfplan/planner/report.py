@@ -18,7 +18,8 @@ once that speed is not counted in the BPB.
 
 The best configuration is the best feasible row, unless the study records a chosen one (the final
 stack of a ``stack`` study, which is what stacking concluded, not whichever candidate measured
-lowest).
+lowest). The study of a ladder's rung says how far it agrees with the rung below (Spearman's rank
+correlation of their mean BPBs), loudly when it disagrees.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from golfplan.planner.progress import fmt_s, is_step_capped, mean_ms, speed_ratio
+from golfplan.planner.progress import fmt_s, is_step_capped, speed_ratio
+from golfplan.planner.records import (Chosen, RungRecord, TrialRecord, base_config, baseline_key, complete_runs,
+                                      mean_ms)
+from golfplan.planner.runner import RunOutcome
 from golfplan.planner.stats import (BASELINE, BROKEN, PRUNED, REFUSED, Summary, Verdict, summarize, verdict)
-from golfplan.planner.storage import BASE_ATTR, BASELINE_ATTR, CHOSEN_ATTR
 
 
 @dataclass
@@ -45,7 +48,8 @@ class ConfigRow:
     config: dict[str, Any]
     first: int  # the first trial number of this configuration
     trials: list[int] = field(default_factory=list)
-    runs: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[RunOutcome] = field(default_factory=list)
+    run_trials: list[int] = field(default_factory=list)  # the trial of each run
     status: str = ""  # complete | pruned | refused | failed
     reason: str = ""
     failure: str = ""  # of a refused row: refused, or how its check ended (crash | timeout | oom)
@@ -61,7 +65,7 @@ class ConfigRow:
 
     @property
     def values(self) -> list[float]:
-        return [float(r["val_bpb"]) for r in self.runs if r.get("status") == "complete" and r.get("val_bpb") is not None]
+        return [float(r.val_bpb) for r in complete_runs(self.runs) if r.val_bpb is not None]
 
     @property
     def word(self) -> str:
@@ -83,7 +87,7 @@ class ConfigRow:
             check = self.reason.split(":", 1)[0] if ":" in self.reason else "check"
             return f"{word}: {check}"
         if self.status == "failed":
-            kind = next((r.get("failure") for r in self.runs if r.get("failure")), "") or "failed"
+            kind = next((r.failure for r in self.runs if r.failure), "") or "failed"
             return f"{word}: {kind.replace('_', ' ')}"
         if not self.feasible:
             return f"{word}, over the artifact limit"
@@ -96,41 +100,39 @@ def collect(study: Any, alpha: float = 0.05, default_floor: float = 0.002,
     import optuna
 
     S = optuna.trial.TrialState
-    baseline_key = study.user_attrs.get(BASELINE_ATTR)
+    base_key = baseline_key(study)
     limit = _limit(study)
     seed_refs = {e.id: e.seed for e in (experiments or [])}
     rows: dict[str, ConfigRow] = {}
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        ua = t.user_attrs
-        status = ua.get("status")
-        if t.state not in (S.COMPLETE, S.PRUNED) or not ua.get("key") or status not in (
+        rec = TrialRecord.of(t)
+        if t.state not in (S.COMPLETE, S.PRUNED) or not rec.key or rec.status not in (
                 "complete", "pruned", "refused", "failed"):
             continue
-        row = rows.get(ua["key"])
+        row = rows.get(rec.key)
         if row is None:
-            row = rows[ua["key"]] = ConfigRow(ua["key"], ua.get("label", ""), ua.get("exp_id", ""),
-                                              ua.get("description", ""), ua.get("plugins") or {},
-                                              ua.get("config") or {}, t.number)
+            row = rows[rec.key] = ConfigRow(rec.key, rec.label, rec.exp_id, rec.description, rec.plugins, rec.config,
+                                            t.number)
             row.seed_ref = dict(seed_refs.get(row.exp_id) or {})
         row.trials.append(t.number)
-        for r in ua.get("runs") or []:
-            row.runs.append(dict(r, trial=t.number))
-        if status in ("refused", "failed", "pruned") and not row.reason:
-            row.reason = ua.get("reason", "")
-            row.failure = ua.get("failure", "") if status == "refused" else ""
-        row.status = _merge_status(row.status, status)
+        row.runs += rec.runs
+        row.run_trials += [t.number] * len(rec.runs)
+        if rec.status in ("refused", "failed", "pruned") and not row.reason:
+            row.reason = rec.reason
+            row.failure = rec.failure if rec.status == "refused" else ""
+        row.status = _merge_status(row.status, rec.status)
     for row in rows.values():
-        done = [r for r in row.runs if r.get("status") == "complete"]
+        done = complete_runs(row.runs)
         row.summary = summarize(row.values)
         if done:
             row.status = "complete"
-            row.steps = sum(r.get("steps") or 0 for r in done) / len(done)
+            row.steps = sum(r.steps or 0 for r in done) / len(done)
             row.ms_per_step = mean_ms(done)
-            sizes = [r["artifact_bytes"] for r in done if r.get("artifact_bytes")]
+            sizes = [r.artifact_bytes for r in done if r.artifact_bytes]
             row.artifact_bytes = max(sizes) if sizes else None
             row.feasible = row.artifact_bytes is None or row.artifact_bytes <= limit
-        row.is_baseline = row.key == baseline_key
-    base = rows.get(baseline_key) if baseline_key else None
+        row.is_baseline = row.key == base_key
+    base = rows.get(base_key) if base_key else None
     for row in rows.values():
         if row.status == "complete" and not row.is_baseline:
             row.verdict = verdict(row.values, base.values if base else [], alpha, default_floor)
@@ -141,13 +143,13 @@ def collect(study: Any, alpha: float = 0.05, default_floor: float = 0.002,
 
 def step_capped(study: Any, rows: list[ConfigRow]) -> bool:
     """The study's runs end at a step count: BPB does not count a technique's speed."""
-    base = (study.user_attrs.get(BASE_ATTR) or {}).get("config") or {"max_wallclock_seconds": 1.0}
+    base = base_config(study) or {"max_wallclock_seconds": 1.0}
     return is_step_capped(base, [run for r in rows for run in r.runs])
 
 
 def chosen_key(study: Any) -> str | None:
     """The configuration a strategy chose for this study (the final stack), if it recorded one."""
-    return (study.user_attrs.get(CHOSEN_ATTR) or {}).get("key")
+    return Chosen.of(study).key or None
 
 
 def _merge_status(old: str, new: str) -> str:
@@ -158,8 +160,7 @@ def _merge_status(old: str, new: str) -> str:
 def _limit(study: Any) -> int:
     from golfplan.core.config import ARTIFACT_LIMIT_BYTES
 
-    base = (study.user_attrs.get(BASE_ATTR) or {}).get("config") or {}
-    return int(base.get("artifact_limit_bytes") or ARTIFACT_LIMIT_BYTES)
+    return int(base_config(study).get("artifact_limit_bytes") or ARTIFACT_LIMIT_BYTES)
 
 
 def ranked(rows: list[ConfigRow]) -> list[ConfigRow]:
@@ -234,6 +235,11 @@ def markdown_report(study: Any, definition: Any, rows: list[ConfigRow], base: Co
                    f"alpha {d.alpha}.")
     if speed:
         out.append(speed_note(rows))
+    rung = RungRecord.of(study)
+    if rung is not None and rung.below:
+        text = rung.text()
+        out += ["", f"Ladder: {len(rung.promoted)} configurations promoted from study {rung.below}; "
+                + (f"**{text}**" if rung.disagrees else text) + "."]
     out += ["", markdown_table(ranked(rows), "exp" if d.mode != "tune" else "trial", speed), ""]
     notes = [r for r in rows if r.reason and r.status in ("refused", "failed", "pruned")]
     if notes:
@@ -291,8 +297,8 @@ def csv_text(rows: list[ConfigRow]) -> str:
                   "p": f"{r.verdict.p:.4g}" if r.verdict and r.verdict.p is not None else ""}
         if not r.runs:
             w.writerow(common | {"trial": r.first, "status": r.status, "reason": r.reason})
-        for run in r.runs:
-            w.writerow(common | {k: run.get(k) for k in CSV_FIELDS if k in run} | {"trial": run.get("trial")})
+        for trial, run in zip(r.run_trials, r.runs):
+            w.writerow(common | {k: v for k, v in run.to_dict().items() if k in CSV_FIELDS} | {"trial": trial})
     return buf.getvalue()
 
 
@@ -310,6 +316,9 @@ def best_config_yaml(planner: Any, row: ConfigRow) -> str:
     head = (f"# {what} configuration of study '{planner.d.name}': {row.label} (trial #{row.first})\n"
             f"# val_bpb {row.summary.fmt() if row.summary else '—'}, artifact {row.artifact_bytes or 0:,} bytes\n"
             f"# run it: golfplan run --config THIS_FILE\n")
+    if getattr(planner, "threads", None):  # a CPU result depends on the thread count: say how to repeat it
+        head += (f"# its runs used {planner.threads} CPU thread(s): GOLFPLAN_THREADS={planner.threads} "
+                 f"golfplan run --config THIS_FILE gives the same val_bpb\n")
     return head + yaml.safe_dump(data, sort_keys=False)
 
 

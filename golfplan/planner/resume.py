@@ -30,12 +30,13 @@ def quiet_optuna() -> None:
     warnings.filterwarnings("ignore", message=".*constraints_func.*")
 
 
-def base_spec(d: StudyDef, local_config: dict[str, Any]) -> Any:
-    """The RunSpec every trial starts from, resolved once from the study's profile and config keys."""
+def base_spec(d: StudyDef, local_config: dict[str, Any] | None = None) -> Any:
+    """The RunSpec every trial starts from, resolved once from the study's profile and config keys
+    (``local_config``: this machine's data paths, for a worker); what a Planner is given."""
     from golfplan.core.config import load_spec
 
     data: dict[str, Any] = dict(d.config)
-    data.update(local_config)
+    data.update(local_config or {})
     if d.trial_seconds is not None:
         data["max_wallclock_seconds"] = d.trial_seconds
     data["progress_bar"] = False
@@ -77,8 +78,11 @@ def pruner(d: StudyDef) -> Any:
     return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0)
 
 
-def create_or_resume(d: StudyDef, storage: Any, base: Any, worker: bool = False, readonly: bool = False) -> Any:
-    """The Optuna study named ``d.name``: created (not by a worker), or loaded and checked."""
+def create_or_resume(d: StudyDef, storage: Any, base: Any, worker: bool = False,
+                     readonly: bool = False) -> tuple[Any, dict[str, Any]]:
+    """The Optuna study named ``d.name`` (created, not by a worker; or loaded and checked), and the
+    study attributes the Planner is to write: the definition and the resolved config, when new or
+    resumed (budgets and counts may change)."""
     import optuna
 
     try:
@@ -88,12 +92,11 @@ def create_or_resume(d: StudyDef, storage: Any, base: Any, worker: bool = False,
             raise StudyError(f"no study '{d.name}' in this storage") from None
         study = optuna.create_study(study_name=d.name, storage=storage, direction="minimize",
                                     sampler=sampler(d, worker), pruner=pruner(d), load_if_exists=True)
-        study.set_user_attr(DEF_ATTR, stored_definition(d))
-        study.set_user_attr(BASE_ATTR, base_record(base))
-        return study
+        return study, {DEF_ATTR: stored_definition(d), BASE_ATTR: base_record(base)}
     stored = study.user_attrs.get(DEF_ATTR)
     if stored is None:
         raise StudyError(f"study '{d.name}' exists but was not made by golfplan; pick another --study name")
+    writes: dict[str, Any] = {}
     if not worker:
         old = StudyDef.from_dict(stored, where=f"stored study '{d.name}'")
         mine, theirs = d.identity(), old.identity()
@@ -102,23 +105,24 @@ def create_or_resume(d: StudyDef, storage: Any, base: Any, worker: bool = False,
             raise StudyError(f"study '{d.name}' already exists with a different {diff[0]} "
                              f"({theirs.get(diff[0])!r} there, {mine[diff[0]]!r} here); "
                              f"rerun it as it was or pick another --study name")
-        study.set_user_attr(DEF_ATTR, stored_definition(d))  # budgets and counts may change
-    if not readonly:
-        same_base(study, d.name, base)  # a worker too: same profile and defaults as the study's creator
-    return study
+        writes[DEF_ATTR] = stored_definition(d)  # budgets and counts may change
+    if not readonly and not same_base(study, d.name, base):  # a worker too: the creator's profile and defaults
+        writes[BASE_ATTR] = base_record(base)
+    return study, writes
 
 
-def same_base(study: Any, name: str, base: Any) -> None:
+def same_base(study: Any, name: str, base: Any) -> bool:
     """A resumed study must start its trials from the same resolved config (a profile or a default
-    that changed in between would mix two different experiments in one table)."""
+    that changed in between would mix two different experiments in one table). False when the
+    study has no resolved config stored yet (the caller stores it)."""
     stored = study.user_attrs.get(BASE_ATTR)
     mine = base_record(base)
     if stored is None:
-        study.set_user_attr(BASE_ATTR, mine)
-        return
+        return False
     if stored["profile"] != mine["profile"]:
         raise StudyError(f"study '{name}' ran on profile {stored['profile']}, this is {mine['profile']}")
     for k, v in mine["config"].items():
         if k in stored["config"] and stored["config"][k] != v:
             raise StudyError(f"study '{name}' ran with {k}={stored['config'][k]!r}; the resolved config "
                              f"now has {k}={v!r}; pick another --study name")
+    return True

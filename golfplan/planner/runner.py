@@ -31,6 +31,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -76,6 +77,8 @@ class Job:
     repeat: int = 0  # index of this seed among the trial's repeats
     report: Callable[[int, float], bool] | None = None  # (step, val_bpb) -> stop now?
     check: bool = False  # run the preflight in the run's own process and report it (default runner)
+    threads: int | None = None  # CPU threads of a run on the CPU (the study's; None: the run decides)
+    devices: list[str] | None = None  # the GPUs it may use, when trials run side by side on GPUs
 
     @property
     def config(self) -> dict[str, Any]:
@@ -238,10 +241,11 @@ class SubprocessRunner:
     """Run each job as ``python -m golfplan run --spec spec.json`` in a protected child."""
 
     def __init__(self, python: str = sys.executable, poll_s: float = 0.25,
-                 on_start: Callable[[int], None] | None = None) -> None:
+                 on_start: Callable[[int], None] | None = None, cancel: threading.Event | None = None) -> None:
         self.python = python
         self.poll_s = poll_s
         self.on_start = on_start  # called with the child's pid (the planner records it)
+        self.cancel = cancel  # set: kill the running children (the planner was interrupted)
 
     def command(self, job: Job, spec_path: Path) -> list[str]:
         run_dir = Path(job.run_dir)
@@ -263,11 +267,11 @@ class SubprocessRunner:
         follower = EventFollower(run_dir / EVENTS_FILE, job.report)
         t0 = time.perf_counter()
         with procs.HostSlot() as concurrent:
-            env = dict(os.environ, PYTHONUNBUFFERED="1", GOLFPLAN_CONCURRENT=str(concurrent))
+            env = procs.child_env(concurrent, job.threads, job.devices)
             proc = procs.start(self.command(job, spec_path), run_dir / "stdout.log", run_dir / "stderr.log", env)
             if self.on_start:
                 self.on_start(proc.pid)
-            killed = procs.watch(proc, limit, self.poll_s, follower.tick if job.report else None)
+            killed = procs.watch(proc, limit, self.poll_s, follower.tick if job.report else None, self.cancel)
         out = self._outcome(proc.returncode, run_dir, job, killed, follower.pruned_at, limit)
         out.wallclock_s, out.concurrent = round(time.perf_counter() - t0, 3), concurrent
         return out
@@ -286,7 +290,8 @@ class SubprocessRunner:
                 ex = procs.exit_of(rc, run_dir / "stderr.log", killed, limit)
                 return _refused(out, ex.kind, ex.reason if ex.kind == "refused" else f"preflight {ex.reason}")
             if not out.check.get("ok"):
-                return _refused(out, "refused", str(out.check.get("reason") or "the preflight refused it"))
+                return _refused(out, str(out.check.get("failure") or "refused"),  # timeout: a stage passed its limit
+                                str(out.check.get("reason") or "the preflight refused it"))
         if killed == "stopped":
             step, bpb = pruned_at or (0, float("nan"))
             out.status, out.reason = "pruned", f"pruned at step {step} (val_bpb {bpb:.4f})"

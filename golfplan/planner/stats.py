@@ -115,3 +115,16 @@ def improves(candidate: Sequence[float], current: Sequence[float], alpha: float,
     if v.word == WINNER:
         return True
     return v.word == SLIGHT and v.p is None
+
+
+def expected_improvement(harm: float, spread: float) -> float:
+    """E[max(0, -X)] for X ~ N(harm, spread²): what a change whose measured harm is ``harm`` may gain."""
+    if spread <= 0:
+        return max(0.0, -harm)
+    z = -harm / spread
+    return spread * math.exp(-z * z / 2) / math.sqrt(2 * math.pi) + (-harm) * 0.5 * math.erfc(-z / math.sqrt(2))
+
+
+def two_sided_p(delta: float, se: float) -> float:
+    """The two-sided p of a difference ``delta`` with standard error ``se`` (normal approximation)."""
+    return math.erfc(abs(delta) / (se * math.sqrt(2))) if se > 0 else (0.0 if delta else 1.0)

@@ -1,146 +1,119 @@
-"""The planner's default strategy: stack one candidate at a time, re-test the close calls, then tune.
+"""The planner's default strategy: test every candidate on the current stack, then spend the rest of the
+budget on whatever is expected to gain most per run (re-tests, probes, sweeps), and say why it stopped.
 
 All runs are one golfplan study's trials (mode ``experiments``, one seed a trial, pooled by configuration;
 the current stack recorded as its chosen configuration), so reports, time budgets and resume work as for
 any study. Plugins are known only by the registry's metadata (slots, conflicts, requires, params).
 
-1. **stack**: from the baseline (the fixed plugins), each candidate is added to the current stack
-   (replacing what shares its slot or conflicts with it, adding what it requires), run once, and kept if
-   it beat the stack; round-robin over slot groups, in the order given. Measured on the stack as it is
-   then, so interactions show up; a change that won by little gets a second seed a side when there is room.
-2. **re-test** the close calls on the final stack, best expected improvement first (from the measured
-   difference, its standard error and the interaction it may have with what joined or left the stack
-   since, assumed to grow with both effects): members that barely helped are tried out, candidates that
-   barely lost are tried in; more seeds only while undecided (successive halving), up to 3 a side.
-3. **tune** the stack's own params only, one a proposal, in a trust region around the stack's values,
-   with Optuna's TPE; a challenger replaces the stack only if it beats it on 2-3 fresh seeds each by 1.5
-   standard errors, so tuning never ends on something measured worse than the stack it started from.
+1. **stack**: from the baseline (the fixed plugins), each candidate at its defaults is added to the
+   current stack (replacing what shares its slot or conflicts with it, adding what it requires), run once,
+   and kept if it beat the stack; round-robin over slot groups, in the order given. Measured on the stack
+   as it is then, so interactions show up; a change that won by little gets a second seed a side when
+   there is room.
+2. then, one step at a time, whichever is expected to gain most per run (and, while candidates are
+   untested, more than testing the next one):
+   - **re-test** a close call on the stack as it is now (from the measured difference, its standard error
+     and the interaction it may have with what joined or left the stack since): members that barely
+     helped are tried out, candidates that barely lost are tried in; more seeds only while undecided.
+     A comparison still within 2 standard errors is re-tested first (once); later re-tests compete with
+     the steps below (a re-test's expected gain scaled by what re-tests have gained so far for what they
+     were expected to);
+   - **probe** a candidate that lost at its defaults at values spread over its params' ranges, before it
+     is dropped; **sweep** each param of the stack (ints, bools and choices too) at values spread over
+     its range, and **refine** the best; see :mod:`golfplan.planner.tuning` (the :class:`TunePhase`).
+     What beat the stack on one run must beat it again on fresh seeds to replace it.
+   It stops when the run cap (or the study's time budget) is spent. It stops early only when nothing left
+   is expected to gain a twentieth of a noise sd per run *and* nothing is undecided (every losing candidate
+   with params probed, every param of the stack swept, every close call re-tested), and says so: close
+   calls decided, candidates probed, params swept.
 
 Means are compared against the noise pooled over every configuration with repeats (a prior of half the
-study's ``noise_floor``, worth two runs). Everything stops at ``max_runs`` runs or ``budget_hours``.
+study's ``noise_floor``, worth two runs); a failed run is retried once (:mod:`golfplan.planner.measure`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from golfplan.planner.definition import Plugins, StudyDef, describe_plugins
-from golfplan.planner.storage import BASELINE_ATTR, CHOSEN_ATTR
-from golfplan.planner.study import Planner, TrialConfig
-from golfplan.planner.tuning import LARGE_SHARE, MAX_REPEATS, MIN_GAIN, PARSIMONY, RHO_LARGE, RHO_SMALL, TUNE_MIN, Decision, Measured, TunePhase
+from golfplan.planner.stats import expected_improvement, two_sided_p
+from golfplan.planner.measure import Decision, Lab, Measured
+from golfplan.planner.tuning import MAX_REPEATS, PARSIMONY, Option, TunePhase
+
+if TYPE_CHECKING:
+    from golfplan.registry import Registry
+
+MIN_GAIN = 0.15  # a close call is re-tested while its expected improvement exceeds this share of the noise sd
+STOP_VALUE = 0.05  # nothing expected to gain this share of a noise sd per run: the plan stops
+RETEST_PRIOR = 3.0  # re-tests are trusted to gain what they are expected to, until 3 noise sds were expected
+UNTESTED_PRIOR = 10.0  # what testing a candidate is expected to gain, in noise sds, before any was tested
+# how a plugin's effect may change with the stack: an interaction with a plugin that joined or left it since,
+# of RHO x sqrt(|its effect| x |the other's effect|) (big effects interact more). Heavy-tailed, as the seed's
+# were (0.1 to 0.9 of that): most are small (RHO_SMALL), a share LARGE_SHARE is as big as the effects
+RHO_SMALL, RHO_LARGE, LARGE_SHARE = 0.3, 1.0, 0.3
 
 
 @dataclass
 class PlanResult:
     plugins: Plugins  # the chosen configuration
     values: list[float]
-    stack: Plugins  # the stack the tune phase started from
+    stack: Plugins  # the stack at its defaults' end of the stack phase (before any value was tuned)
     stack_values: list[float]
     runs: int
-    stopped: str
+    stopped: str  # why it stopped: "runs", the budget's message, or what was left undecided and why
     decisions: list[Decision] = field(default_factory=list)
     planner: Any = None
     untested: list[str] = field(default_factory=list)  # candidates the run cap or budget left untried
-    tuned: bool = False  # whether the tune phase ran
+    tuned: bool = False  # whether any value was searched (probes, sweeps)
+    unswept: list[str] = field(default_factory=list)  # the chosen stack's params never swept
 
 
-class StackTuneStrategy(TunePhase):
+class StackTuneStrategy:
     """``StackTuneStrategy(definition, ...).run()``: ``definition.plugins`` are the candidates (their
-    given params fixed), ``definition.fixed`` the baseline; ``max_runs`` caps the runs (None: no cap)."""
+    given params fixed), ``definition.fixed`` the baseline; ``max_runs`` caps the runs (None: no cap;
+    then ``budget_hours`` bounds them, or, with neither, ``tune_trials`` bounds the value search)."""
 
-    def __init__(self, definition: StudyDef, storage: Any = None, runner: Any = None, registry: Any = None,
+    def __init__(self, definition: StudyDef, registry: Registry, storage: Any = None, runner: Any = None,
                  max_runs: int | None = None, out_dir: str = "runs", say: Callable[[str], None] | None = None,
-                 planner_say: Callable[[str], None] | None = None, tune_trials: int = 12) -> None:
+                 planner_say: Callable[[str], None] | None = None, tune_trials: int = 12, jobs: int | None = None) -> None:
+        from golfplan.planner.resume import base_spec
+        from golfplan.planner.study import Planner
+
         self.say = say or (lambda m: print(m, flush=True))
         self.d = replace(definition, mode="experiments", experiments=[], baseline=True, repeats=1)
-        self.planner = Planner(self.d, storage=storage, runner=runner, registry=registry, out_dir=out_dir,
-                               say=planner_say or (lambda m: None))
-        self.reg = self.planner.registry
+        self.planner = Planner(self.d, base_spec(self.d), registry, storage=storage, runner=runner, out_dir=out_dir,
+                               say=planner_say or (lambda m: None), jobs=jobs)
+        self.reg = registry
         self.base: Plugins = {n: dict(p) for n, p in self.d.fixed.items()}
         self.candidates: Plugins = {n: dict(p) for n, p in definition.plugins.items() if n not in self.base}
+        self.values: Plugins = {n: dict(p) for n, p in self.candidates.items()}  # the params a candidate is tried at
+        self.lab = Lab(self.planner, registry, max_runs, self.d.noise_floor)
+        self.tune = TunePhase(self.lab, registry, self.candidates, self.planner.static_refusal, self.say)
         self.max_runs = max_runs
         self.tune_trials = tune_trials
-        self.used = 0
-        self.claimed: dict[str, int] = {}
-        self.index: dict[str, tuple[list[dict[str, Any]], bool]] = {}
-        self.stopped = ""
         self.stack: Plugins = dict(self.base)  # the current configuration: what it would answer at any point
-        self.decisions: list[Decision] = []
         self.effects: dict[str, Decision] = {}  # each candidate's latest test, as "adding it" (negative: helps)
         self.main: dict[str, float] = {}  # each candidate's effect against the stack without its slot-mates
+        self.tried: set[tuple[str, frozenset[str]]] = set()  # re-tests done, each once per stack
+        self.spent: set[tuple[str, str, str, str]] = set()  # steps that could run nothing new on a stack
+        self.retest_record = [0.0, 0.0]  # re-tests' expected gains and what they gained (their calibration)
 
-    # ---- measurement -------------------------------------------------------------------------
+    # ---- measurement (the Lab) -------------------------------------------------------------------
+    @property
+    def decisions(self) -> list[Decision]:
+        return self.lab.decisions
+
+    @property
+    def used(self) -> int:
+        return self.lab.used
+
     def runs_left(self) -> float:
-        return math.inf if self.max_runs is None else self.max_runs - self.used
-
-    def refresh(self) -> None:
-        """Index the finished trials' runs (they never change) by configuration, and which were refused."""
-        self.index = {}
-        for t in sorted(self.planner.finished(), key=lambda t: t.number):
-            key, status = t.user_attrs.get("key"), t.user_attrs.get("status")
-            if key:
-                runs, refused = self.index.get(key, ([], False))
-                if status in ("complete", "failed", "pruned"):
-                    runs = runs + list(t.user_attrs.get("runs") or [])
-                self.index[key] = (runs, refused or status == "refused")
-
-    def _measured(self, key: str) -> Measured:
-        """What this session has seen of ``key``: its first ``claimed`` runs, so that a resumed session
-        makes the same decisions on the same numbers."""
-        runs = self.index.get(key, ([], False))[0][: self.claimed.get(key, 0)]
-        limit = self.planner.base.config.artifact_limit_bytes
-        done = [r for r in runs if r.get("status") == "complete"]
-        ok = bool(done) and len(done) == len(runs) and all((r.get("artifact_bytes") or 0) <= limit for r in done)
-        return Measured([float(r["val_bpb"]) for r in done], len(runs), ok)
+        return self.lab.runs_left()
 
     def measured(self, plugins: Plugins) -> Measured:
-        return self._measured(self.planner.key_of(plugins))
-
-    def ensure(self, plugins: Plugins, n: int, label: str, phase: str) -> Measured | None:
-        """``plugins`` with ``n`` runs claimed (the study's own first, new ones run now); None when the run
-        cap or the study's time budget (which then sets ``stopped``) cannot pay for them. A configuration
-        the preflight refuses costs no run."""
-        key = self.planner.key_of(plugins)
-        runs, refused = self.index.get(key, ([], False))
-        before = self.claimed.get(key, 0)
-        if refused:
-            return Measured([], 0, False)
-        if n > before:
-            if self.stopped or n - before > self.runs_left():
-                return None
-            self.claimed[key] = n
-            self.used += n - before
-        while len(runs) < n and not refused:
-            tc = TrialConfig(label, plugins, {}, describe_plugins(plugins, self.reg), "", phase)
-            self.planner.study.enqueue_trial({}, user_attrs=tc.attrs(key))
-            res = self.planner.run()
-            self.refresh()
-            if res.stopped.startswith("budget"):
-                self.stopped = res.stopped
-                return None
-            runs, refused = self.index.get(key, ([], False))
-        if refused:
-            self.used -= self.claimed[key] - before
-            self.claimed[key] = before
-            return Measured([], 0, False)
-        return self._measured(key)
-
-    def sigma(self) -> float:
-        """The run-to-run sd pooled over configurations with repeats (prior: noise_floor / 2, worth two runs)."""
-        ss, dof = 2 * (self.d.noise_floor / 2) ** 2, 2
-        for vals in (self._measured(key).values for key in self.claimed):
-            ss += sum((v - sum(vals) / len(vals)) ** 2 for v in vals) if len(vals) > 1 else 0.0
-            dof += max(len(vals) - 1, 0)
-        return math.sqrt(ss / dof)
-
-    def compare(self, a: Measured, b: Measured) -> tuple[float, float]:
-        """(mean(a) - mean(b), its standard error)."""
-        if not (a.ok and b.ok):
-            return (math.inf if not a.ok else -math.inf), 1.0
-        s = self.sigma()
-        return a.mean - b.mean, s * math.sqrt(1 / len(a.values) + 1 / len(b.values))
+        return self.lab.measured(plugins)
 
     # ---- configurations ------------------------------------------------------------------------
     def clashes(self, a: str, b: str) -> bool:
@@ -148,14 +121,15 @@ class StackTuneStrategy(TunePhase):
 
         return a == b or clash(self.reg.get(a), self.reg.get(b))
 
-    def with_plugin(self, stack: Plugins, name: str) -> Plugins | None:
-        """``stack`` plus ``name`` (at its candidate params), minus what clashes with it, plus what it requires."""
+    def with_plugin(self, stack: Plugins, name: str, params: dict[str, Any] | None = None) -> Plugins | None:
+        """``stack`` plus ``name`` (at ``params``, default: the params it is tried at), minus what clashes
+        with it, plus what it requires."""
         from golfplan.registry import combination_problems
 
         out = {n: p for n, p in stack.items() if not self.clashes(n, name)}
-        out[name] = dict(self.candidates.get(name, self.base.get(name, {})))
+        out[name] = dict(params if params is not None else self.values.get(name, self.base.get(name, {})))
         for req in (r for r in self.reg.get(name).requires if r not in out):
-            out = {n: p for n, p in out.items() if not self.clashes(n, req)} | {req: dict(self.candidates.get(req, {}))}
+            out = {n: p for n, p in out.items() if not self.clashes(n, req)} | {req: dict(self.values.get(req, {}))}
         return None if combination_problems(self.reg.classes(out)) else out
 
     def without(self, stack: Plugins, name: str) -> Plugins:
@@ -188,103 +162,192 @@ class StackTuneStrategy(TunePhase):
         beats the stack by PARSIMONY standard errors (a removal: when it is not worse by more than that).
         None when the budget ran out before its first run."""
         cur = self.measured(self.stack)
-        m = self.ensure(alt, 1, self.label(alt), phase)
+        m = self.lab.ensure(alt, 1, self.label(alt), phase)
         if m is None:
             return None
-        delta, se = self.compare(m, cur)
+        delta, se = self.lab.compare(m, cur)
         while -1.5 * se < delta < upper * se and min(m.runs, cur.runs) < repeats:
             side = alt if m.runs <= cur.runs else self.stack
-            if self.ensure(side, (m.runs if side is alt else cur.runs) + 1, self.label(side), phase) is None:
+            if self.lab.ensure(side, len((m if side is alt else cur).values) + 1, self.label(side), phase) is None:
                 break  # decide on what there is
             m, cur = self.measured(alt), self.measured(self.stack)
-            delta, se = self.compare(m, cur)
+            delta, se = self.lab.compare(m, cur)
         margin = PARSIMONY * se
         kept = m.ok and (delta < margin if change.startswith("-") else delta < -margin)
-        d = Decision(phase, change, delta if math.isfinite(delta) else None, se, kept,
-                     frozenset(set(self.stack) & set(alt)))
-        self.decisions.append(d)
+        d = self.lab.record(Decision(phase, change, delta if math.isfinite(delta) else None, se, kept,
+                                     frozenset(set(self.stack) & set(alt))))
         self.say(f"  {phase} {change}: " + (f"{delta:+.4f} ± {se:.4f}" if math.isfinite(delta) else "failed") +
                  (" (kept)" if kept else ""))
-        name, removal = change[1:], change.startswith("-")
+        self.learn(alt, change[1:], change.startswith("-"), d)
+        if kept:
+            self.choose(alt)
+        return kept
+
+    def learn(self, alt: Plugins, name: str, removal: bool, d: Decision) -> None:
+        """What a decided change says of ``name``'s effect (and of what it displaced)."""
         displaced = [o for o in self.stack if o not in alt and o != name]
         flipped = replace(d, delta=-d.delta if d.delta is not None else None)
         self.effects[name] = flipped if removal else d
         if d.delta is not None:
             self.main[name] = -d.delta if removal else d.delta + sum(self.main.get(o, 0.0) for o in displaced)
-        if kept:
+        if d.kept:
             for other in displaced:  # what the change displaced would now have to swap back
                 if other in self.candidates:
                     self.effects[other] = replace(flipped, change="+" + other, kept=False)
-            self.choose(alt)
-        return kept
 
     def choose(self, plugins: Plugins) -> None:
         """Make ``plugins`` the current configuration, recorded as the study's chosen one (its report's best)."""
         self.stack = plugins
-        self.planner.study.set_user_attr(CHOSEN_ATTR, {"key": self.planner.key_of(plugins), "label": "plan"})
+        for n in plugins:
+            if n in self.candidates:
+                self.values[n] = dict(plugins[n])
+        self.planner.choose(plugins, "plan")
 
-    # ---- the phases --------------------------------------------------------------------------------
+    # ---- the plan -----------------------------------------------------------------------------------
     def run(self) -> PlanResult:
         p = self.planner
         p.open(enqueue=False)
-        p.study.set_user_attr(BASELINE_ATTR, p.key_of(self.base))
-        self.refresh()
-        items = self.order()
-        self.say(f"plan {self.d.name}: {len(items)} candidates, "
+        p.set_baseline(self.base)
+        self.lab.refresh()
+        pending = self.order()
+        self.say(f"plan {self.d.name}: {len(pending)} candidates, "
                  f"{'no run cap' if self.max_runs is None else f'{self.max_runs} runs'}")
-        if self.ensure(self.base, 1, "baseline", "stack") is None:
-            return self.result(dict(self.stack))
-        if CHOSEN_ATTR not in p.study.user_attrs:
-            self.choose(self.stack)
-        for i, name in enumerate(items):
-            alt = self.with_plugin(self.stack, name)
-            if alt is None or name in self.stack:
-                continue
-            # a change that won by little gets a second seed a side, when the budget leaves room for it
-            slack = self.runs_left() - (len(items) - i) - (0 if self.max_runs is None else 0.15 * self.max_runs)
-            if self.test(alt, "+" + name, "stack", repeats=2 if slack >= 2 else 1, upper=0.0) is None:
-                return self.result(dict(self.stack))
-        # tuning gets a share of its own only when much is left; else what the re-tests leave
-        reserve = TUNE_MIN if self.tunable() and self.runs_left() >= 4 * TUNE_MIN else 0
-        self.retest(reserve)
-        stack = dict(self.stack)
-        if self.tunable() and not self.stopped:
-            self.tune()
-            self.retest(0)  # with what the tune phase left
-        return self.result(stack)
+        if self.lab.ensure(self.base, 1, "baseline", "stack") is None:
+            return self.result(dict(self.stack), self.lab.stopped or "runs")
+        self.choose(self.stack)
+        stack_end: Plugins | None = None
+        why = ""
+        while not self.lab.stopped and self.runs_left() >= 1:
+            pending = [n for n in pending if n not in self.stack and self.with_plugin(self.stack, n) is not None]
+            if not pending and stack_end is None:
+                stack_end = dict(self.stack)
+            here = self.planner.key_of(self.stack)
+            opts = [o for o in self.options(pending) if (o.kind, o.plugin, o.param, here) not in self.spent]
+            best = max(opts, key=lambda o: o.value, default=None)
+            close = [o for o in opts if o.kind == "retest" and self.undecided(o.plugin)]
+            if best is not None and best.kind != "test" and close:
+                best = max(close, key=lambda o: o.value)  # close calls first, each re-tested once
+            if best is None or best.value < STOP_VALUE * self.lab.sigma():
+                # the budget is spent while anything is undecided: a loser never probed, a param never swept,
+                # a close call never re-tested; the plan stops early only when none is left
+                best = max((o for o in opts if self.undecided_step(o)), key=lambda o: o.value, default=None)
+                if best is None:
+                    why = self.why_stop(pending)
+                    break
+            if best.kind == "test":
+                pending.remove(best.plugin)
+            before = (self.used, self.planner.key_of(self.stack))
+            if self.take(best, pending) is None:
+                break
+            if (self.used, self.planner.key_of(self.stack)) == before:  # it could not run anything new
+                self.spent.add((best.kind, best.plugin, best.param, before[1]))
+        stopped = self.lab.stopped or why or "runs"
+        return self.result(stack_end if stack_end is not None else dict(self.stack), stopped)
 
-    def retest(self, reserve: float) -> None:
-        """Re-test the close calls on the stack, best expected improvement first, keeping ``reserve`` runs.
-        A measured effect is uncertain by its standard error and by the largest interaction it may have with
-        a plugin that joined or left the stack since (RHO_* x sqrt(|its effect| x |the other's effect|))."""
-        tried: set[tuple[str, frozenset[str]]] = set()  # each item once per stack
-        for _ in range(2 * len(self.effects)):
-            if self.runs_left() - reserve < 1 or self.stopped:
-                return
-            s = self.sigma()
-            now = set(self.stack)
-            best: tuple[float, str, Plugins] | None = None
-            for name, dec in self.effects.items():
-                if dec.delta is None or (name, frozenset(now)) in tried:
-                    continue
-                inside = name in self.stack
-                alt = self.without(self.stack, name) if inside else self.with_plugin(self.stack, name)
-                if alt is None or alt == self.stack:
-                    continue
-                harm = self.harm(name, dec)
-                # what joined or left the stack since (a slot-mate is the other side of a swap, not context)
-                moved = [x for x in (set(dec.context) ^ now) - {name} if not self.clashes(x, name)]
-                g2 = max((self.size(name, s) * self.size(x, s) for x in moved), default=0.0)
-                gain = sum(share * expected_improvement(harm, math.sqrt(dec.se ** 2 + rho ** 2 * g2))
-                           for share, rho in ((1 - LARGE_SHARE, RHO_SMALL), (LARGE_SHARE, RHO_LARGE)))
-                if gain > MIN_GAIN * s and (best is None or gain > best[0]):
-                    best = (gain, name, alt)
-            if best is None:
-                return
-            _, name, alt = best
-            tried.add((name, frozenset(now)))
-            if self.test(alt, ("-" if name in self.stack else "+") + name, "retest", MAX_REPEATS, upper=1.0) is None:
-                return
+    def options(self, pending: list[str]) -> list[Option]:
+        """What the plan may do next, each with its expected gain and cost."""
+        s = self.lab.sigma()
+        out: list[Option] = []
+        if pending:
+            gains = [max(0.0, -d.delta) for n, d in self.first_tests().items() if d.delta is not None]
+            out.append(Option("test", pending[0], gain=(UNTESTED_PRIOR * s + sum(gains)) / (1 + len(gains)), cost=1))
+        out += self.retests()
+        if self.capped_tuning():
+            return out
+        members = [n for n in self.stack if n in self.candidates]
+        losers = {n: self.harm(n, d) for n, d in self.effects.items()
+                  if n not in self.stack and d.delta is not None and self.with_plugin(self.stack, n) is not None}
+        sizes = {n: self.size(n, 0.0) for n in self.candidates if n in self.effects}
+        out += self.tune.options(self.stack, members, losers, sizes, self.runs_left())
+        return out
+
+    def capped_tuning(self) -> bool:
+        """No run cap and no time budget: the value search is bounded by ``tune_trials`` proposals."""
+        return self.max_runs is None and self.d.budget_hours is None and self.tune.proposals >= self.tune_trials
+
+    def take(self, opt: Option, pending: list[str]) -> bool | None:
+        """Do ``opt``; None when the budget ran out."""
+        if opt.kind == "test":
+            slack = self.runs_left() - len(pending) - 1 - (0 if self.max_runs is None else 0.15 * self.max_runs)
+            alt = self.with_plugin(self.stack, opt.plugin)
+            return self.test(alt, "+" + opt.plugin, "stack", repeats=2 if slack >= 2 else 1, upper=0.0)
+        if opt.kind == "retest":
+            self.tried.add((opt.plugin, frozenset(self.stack)))
+            inside = opt.plugin in self.stack
+            alt = self.without(self.stack, opt.plugin) if inside else self.with_plugin(self.stack, opt.plugin)
+            kept = self.test(alt, ("-" if inside else "+") + opt.plugin, "retest", MAX_REPEATS, upper=1.0)
+            d = self.decisions[-1]
+            self.retest_record[0] += opt.gain / self.retest_calibration()
+            self.retest_record[1] += max(0.0, -(d.delta or 0.0)) if kept else 0.0
+            return kept
+        conf = self.tune.take(opt, self.stack, lambda n, params: self.with_plugin(self.stack, n, params))
+        if opt.kind == "probe" and opt.plugin in self.tune.best_probe:
+            self.values[opt.plugin] = dict(self.tune.best_probe[opt.plugin][1])  # tried there from now on
+        if self.lab.stopped:
+            return None
+        if conf is None:
+            return False
+        d = self.tune.race(conf, self.stack, self.label(self.stack))
+        self.tune.settle(d)
+        if d is None:
+            return None
+        if d.kept:
+            self.lab.select(conf)
+            if opt.kind == "probe":
+                self.learn(conf, opt.plugin, False, replace(d, change="+" + opt.plugin))
+            self.choose(conf)
+        return d.kept
+
+    def first_tests(self) -> dict[str, Decision]:
+        """Each candidate's first test at its defaults (what testing an untested one may be worth)."""
+        out: dict[str, Decision] = {}
+        for d in self.decisions:
+            if d.phase == "stack" and d.change[:1] == "+" and d.change[1:] not in out:
+                out[d.change[1:]] = d
+        return out
+
+    def undecided(self, name: str) -> bool:
+        """Whether ``name``'s one test so far was within 2 standard errors (never re-tested)."""
+        d = self.effects.get(name)
+        return (d is not None and d.delta is not None and bool(d.se) and abs(d.delta) < 2 * d.se
+                and not any(x.phase == "retest" and x.change[1:] == name for x in self.decisions))
+
+    def undecided_step(self, opt: Option) -> bool:
+        """Whether ``opt`` settles something still undecided: a losing candidate never probed, a stack param
+        never swept, a close call never re-tested."""
+        return (opt.kind == "probe" and not self.tune.probes.get(opt.plugin)) or opt.kind == "sweep" or \
+            (opt.kind == "retest" and self.undecided(opt.plugin))
+
+    def retests(self) -> list[Option]:
+        """Re-tests of the close calls on the stack, each with its expected improvement. A measured effect is
+        uncertain by its standard error and by the largest interaction it may have with a plugin that joined
+        or left the stack since (RHO_* x sqrt(|its effect| x |the other's effect|))."""
+        s = self.lab.sigma()
+        now = set(self.stack)
+        out = []
+        for name, dec in self.effects.items():
+            if dec.delta is None or (name, frozenset(now)) in self.tried:
+                continue
+            inside = name in self.stack
+            alt = self.without(self.stack, name) if inside else self.with_plugin(self.stack, name)
+            if alt is None or alt == self.stack:
+                continue
+            harm = self.harm(name, dec)
+            # what joined or left the stack since (a slot-mate is the other side of a swap, not context)
+            moved = [x for x in (set(dec.context) ^ now) - {name} if not self.clashes(x, name)]
+            g2 = max((self.size(name, s) * self.size(x, s) for x in moved), default=0.0)
+            gain = sum(share * expected_improvement(harm, math.sqrt(dec.se ** 2 + rho ** 2 * g2))
+                       for share, rho in ((1 - LARGE_SHARE, RHO_SMALL), (LARGE_SHARE, RHO_LARGE)))
+            if gain > MIN_GAIN * s:
+                out.append(Option("retest", name, gain=gain * self.retest_calibration(), cost=1.5))
+        return out
+
+    def retest_calibration(self) -> float:
+        """What re-tests have gained for what they were expected to (a prior of RETEST_PRIOR noise sds of
+        each): close calls are re-tested less where the re-tests keep confirming them."""
+        prior = RETEST_PRIOR * self.lab.sigma()
+        expected, gained = self.retest_record
+        return (prior + gained) / (prior + expected)
 
     def harm(self, name: str, dec: Decision) -> float:
         """What adding (or, for a member, removing) ``name`` is expected to cost now, from the main effects
@@ -301,33 +364,43 @@ class StackTuneStrategy(TunePhase):
         dec = self.effects.get(name)
         return max(abs(self.main.get(name, 0.0)), abs(dec.delta) if dec and dec.delta is not None else 0.0, floor)
 
-    def result(self, stack: Plugins) -> PlanResult:
+    def why_stop(self, pending: list[str]) -> str:
+        """Why nothing left is worth a run: what was decided, and what was left and why."""
+        if self.capped_tuning():
+            return f"done: {self.tune_trials} tune proposals (--tune-trials; no --runs or --budget-hours)"
+        s = self.lab.sigma()
+        undecided = [n for n, d in self.effects.items() if d.delta is not None and d.se and abs(d.delta) < 2 * d.se]
+        swept = sum(1 for n in self.stack if n in self.candidates for k in self.tune.params(n)
+                    if (n, k) in self.tune.tried)
+        params = sum(len(self.tune.params(n)) for n in self.stack if n in self.candidates)
+        parts = ["every close call decided" if not undecided else
+                 f"close calls left within noise ({', '.join(undecided[:4])})",
+                 f"{sum(self.tune.probes.values())} probe rounds over {len(self.tune.probes)} losing candidates",
+                 f"{swept} of the stack's {params} params swept"]
+        if swept < params and self.runs_left() < 4:  # a sweep needs its values' runs and one more
+            parts.append(f"{self.runs_left():g} runs left: too few for a sweep of the {params - swept} params left")
+        return (f"done: nothing left expected to gain {STOP_VALUE:g} noise sd ({STOP_VALUE * s:.5f} BPB) a run; "
+                + "; ".join(parts) + (f"; the sweeps found {self.tune.prior('sweep', s):.4f} BPB a param on average"
+                                       if self.tune.found["sweep"] else ""))
+
+    def result(self, stack: Plugins, stopped: str) -> PlanResult:
         m = self.measured(self.stack)
         self.say(f"plan {self.d.name}: {self.used} runs, chose {describe_plugins(self.stack, self.reg)}"
-                 + (f" ({m.mean:.4f}, n={len(m.values)})" if m.ok else ""))
+                 + (f" ({m.mean:.4f}, n={len(m.values)})" if m.ok else "") + f"; stopped: {stopped}")
+        self.planner.choose(self.stack, "plan", stopped=stopped)
         tried = {d.change[1:] for d in self.decisions if d.change[:1] in "+-"}
         untested = [n for n in self.candidates if n not in tried and n not in self.stack]
-        return PlanResult(dict(self.stack), m.values, stack, self.measured(stack).values, self.used,
-                          self.stopped or ("runs" if self.runs_left() < 1 else "done"), self.decisions, self.planner,
-                          untested, any(d.phase in ("tune", "race") for d in self.decisions))
-
-
-def expected_improvement(harm: float, spread: float) -> float:
-    """E[max(0, -X)] for X ~ N(harm, spread²): what a change whose measured harm is ``harm`` may gain."""
-    if spread <= 0:
-        return max(0.0, -harm)
-    z = -harm / spread
-    return spread * math.exp(-z * z / 2) / math.sqrt(2 * math.pi) + (-harm) * 0.5 * math.erfc(-z / math.sqrt(2))
-
-
-def two_sided_p(delta: float, se: float) -> float:
-    """The two-sided p of a difference ``delta`` with standard error ``se`` (normal approximation)."""
-    return math.erfc(abs(delta) / (se * math.sqrt(2))) if se > 0 else (0.0 if delta else 1.0)
+        unswept = [f"{n}.{k}" for n in self.stack if n in self.candidates for k in self.tune.params(n)
+                   if (n, k) not in self.tune.tried]
+        return PlanResult(dict(self.stack), m.values, stack, self.measured(stack).values, self.used, stopped,
+                          self.decisions, self.planner, untested,
+                          any(d.phase in ("probe", "sweep", "refine") for d in self.decisions), unswept)
 
 
 def explain(result: PlanResult, registry: Any, base: Plugins | None = None) -> list[str]:
     """What the plan chose and why (each technique's measured effect where it was added, with its
-    significance), and what to try next (close calls, untested candidates, untuned params)."""
+    significance; each value found and its race), and what to try next (close calls, untested candidates,
+    params never swept)."""
     base = base or {}
     lines = ["chosen: " + describe_plugins({n: p for n, p in result.plugins.items() if n not in base}, registry)
              if any(n not in base for n in result.plugins) else "chosen: the baseline (nothing beat it)"]
@@ -345,26 +418,29 @@ def explain(result: PlanResult, registry: Any, base: Plugins | None = None) -> l
                      f"the stack ({d.phase}), p = {two_sided_p(d.delta, d.se or 0.0):.2g}")
     for d in result.decisions:
         if d.phase == "race" and d.kept:
-            lines.append(f"  + tuned {d.change}: {d.delta:+.4f} BPB ± {d.se:.4f} on fresh seeds, "
+            lines.append(f"  + value {d.change}: {d.delta:+.4f} BPB ± {d.se:.4f} on fresh seeds, "
                          f"p = {two_sided_p(d.delta, d.se or 0.0):.2g}")
     nexts = [f"{name} ({'in' if name in result.plugins else 'out'}: {d.delta:+.4f} ± {d.se:.4f}, p = "
              f"{two_sided_p(d.delta, d.se):.2g}): more seeds" for name, d in last.items()
              if d.delta is not None and d.se and abs(d.delta) < 2 * d.se]
     nexts += [f"{name}: never tested (the run cap or the budget)" for name in result.untested]
-    if not result.tuned and any(registry.get(n).params for n in result.plugins if n not in base):
-        nexts.append("the stack's params: not tuned (raise --runs to leave room for the tune phase)")
+    if result.unswept:
+        nexts.append(f"params never swept: {', '.join(result.unswept[:6])}" +
+                     (f" and {len(result.unswept) - 6} more" if len(result.unswept) > 6 else "") +
+                     " (raise --runs)")
     if nexts:
         lines.append("what to try next:")
         lines += [f"  - {x}" for x in nexts[:8]]
     return lines
 
 
-def plan(definition: StudyDef, runner: Any = None, storage: Any = None, max_runs: int | None = None,
-         registry: Any = None, out_dir: str = "runs", say: Callable[[str], None] | None = None,
-         planner_say: Callable[[str], None] | None = None, tune_trials: int = 12) -> PlanResult:
+def plan(definition: StudyDef, registry: Registry, runner: Any = None, storage: Any = None,
+         max_runs: int | None = None, out_dir: str = "runs", say: Callable[[str], None] | None = None,
+         planner_say: Callable[[str], None] | None = None, tune_trials: int = 12, jobs: int | None = None) -> PlanResult:
     """Run the strategy over ``definition.plugins`` (candidates) on ``definition.fixed`` (the baseline), in
     the study ``definition.name``; its ``repeats`` is ignored (the strategy decides the seeds), its
-    ``budget_hours`` bounds the time. ``tune_trials``: tune proposals when ``max_runs`` is None.
-    ``result.planner`` is the study's Planner (for ``write_report``)."""
-    return StackTuneStrategy(definition, storage=storage, runner=runner, registry=registry, max_runs=max_runs,
-                             out_dir=out_dir, say=say, planner_say=planner_say, tune_trials=tune_trials).run()
+    ``budget_hours`` bounds the time. ``tune_trials``: value-search proposals when there is neither
+    ``max_runs`` nor ``budget_hours``. ``result.planner`` is the study's Planner (for ``write_report``)."""
+    return StackTuneStrategy(definition, registry, storage=storage, runner=runner, max_runs=max_runs,
+                             out_dir=out_dir, say=say, planner_say=planner_say, tune_trials=tune_trials,
+                             jobs=jobs).run()

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from golfplan.planner.definition import Plugins, StudyDef, StudyError, describe_plugins
+from golfplan.planner.records import TrialRecord
 from golfplan.planner.stats import SLIGHT, WINNER, improves
-from golfplan.planner.storage import CHOSEN_ATTR
 
 
 @dataclass
@@ -61,24 +61,20 @@ def winners(rows: list[Any], base: Any, include_slight: bool = False) -> list[tu
 
 
 def copy_trials(source: Any, target: Any) -> int:
-    """Copy the source study's finished trials into ``target`` (keys it lacks), marked as copies."""
+    """Copy the ``source`` study's finished trials into the ``target`` Planner's study (keys it lacks),
+    marked as copies."""
     import optuna
 
     S = optuna.trial.TrialState
-    have = {t.user_attrs.get("key") for t in target.get_trials(deepcopy=False)
+    have = {TrialRecord.of(t).key for t in target.study.get_trials(deepcopy=False)
             if t.state in (S.COMPLETE, S.PRUNED, S.RUNNING, S.WAITING)}
     n = 0
     for t in source.get_trials(deepcopy=False, states=(S.COMPLETE, S.PRUNED)):
-        key = t.user_attrs.get("key")
-        if not key or key in have or t.user_attrs.get("status") not in ("complete", "pruned", "refused", "failed"):
+        rec = TrialRecord.of(t)
+        if not rec.key or rec.key in have or rec.status not in ("complete", "pruned", "refused", "failed"):
             continue
-        attrs = dict(t.user_attrs, copied_from=f"{source.study_name}#{t.number}", owner=None)
-        frozen = optuna.trial.create_trial(state=t.state, value=t.value if t.state == S.COMPLETE else None,
-                                           user_attrs=attrs, system_attrs={})
-        for k, v in t.constraints.items():
-            frozen.set_constraint(k, v)
-        target.add_trial(frozen)
-        have.add(key)
+        target.add_copy(t, source.study_name)
+        have.add(rec.key)
         n += 1
     return n
 
@@ -93,8 +89,7 @@ def evaluate(planner: Any, plugins: Plugins, label: str, description: str, phase
     rows, _ = collect(planner.study, planner.d.alpha, planner.d.noise_floor)
     row = next((r for r in rows if r.key == key), None)
     if row is None:
-        tc = TrialConfig(label, plugins, {}, description, "", phase)
-        planner.study.enqueue_trial({}, user_attrs=tc.attrs(key))
+        planner.enqueue(TrialConfig(label, plugins, {}, description, "", phase), key)
         res = planner.run()
         if res.stopped.startswith("budget"):
             return None
@@ -108,8 +103,7 @@ def stack(source: Any, planner: Any, include_slight: bool = False, say: Callable
     final stack is recorded as the stack study's chosen configuration (its report's best), whatever
     a dropped candidate measured."""
     result = _stack(source, planner, include_slight, say)
-    planner.study.set_user_attr(CHOSEN_ATTR, {"key": planner.key_of(result.plugins), "label": "final stack",
-                                              "stopped": result.stopped})
+    planner.choose(result.plugins, "final stack", stopped=result.stopped)
     return result
 
 
@@ -120,7 +114,7 @@ def _stack(source: Any, planner: Any, include_slight: bool, say: Callable[[str],
     rows, base = collect(source.study, source.d.alpha, source.d.noise_floor)
     if base is None or not base.values:
         raise StudyError(f"study '{source.d.name}' has no finished baseline to stack on")
-    n = copy_trials(source.study, planner.study)
+    n = copy_trials(source.study, planner)
     if n:
         say(f"copied {n} finished configurations from '{source.d.name}'")
     found = winners(rows, base, include_slight)

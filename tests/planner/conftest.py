@@ -55,15 +55,35 @@ def make_def(name="t", **kw) -> StudyDef:
     return StudyDef(name=name, **kw)
 
 
-@pytest.fixture
-def make_planner(tmp_path):
+_REGISTRIES: dict[tuple[str, ...], object] = {}
+
+
+def registry_of(d: StudyDef):
+    """The registry of ``d``'s plugins (built once per plugin path)."""
+    from golfplan.registry import Registry
+
+    key = tuple(d.plugin_path)
+    if key not in _REGISTRIES:
+        _REGISTRIES[key] = Registry(plugin_paths=list(key))
+    return _REGISTRIES[key]
+
+
+def new_planner(d: StudyDef, storage, **kw):
+    """A Planner as every caller builds one: the study's base RunSpec resolved once, its registry."""
+    from golfplan.planner.resume import base_spec
     from golfplan.planner.study import Planner
 
+    kw.setdefault("say", lambda m: None)
+    return Planner(d, base_spec(d), registry_of(d), storage=storage, **kw)
+
+
+@pytest.fixture
+def make_planner(tmp_path):
     lines: list[str] = []
 
     def make(d: StudyDef, runner=None, storage=None, **kw):
-        p = Planner(d, storage=storage or f"sqlite:///{tmp_path / 'golfplan.db'}", runner=runner,
-                    out_dir=tmp_path / "runs", say=lines.append, **kw)
+        p = new_planner(d, storage or f"sqlite:///{tmp_path / 'golfplan.db'}", runner=runner,
+                        out_dir=tmp_path / "runs", say=lines.append, **kw)
         p.open()
         return p
 

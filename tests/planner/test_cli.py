@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
+
+from tests.conftest import golfplan_in_process
 
 from .conftest import REPO, TINY_SETS, log_events
 
@@ -68,6 +71,7 @@ def test_a_real_study_of_a_few_trials_completes_with_its_report(tmp_path):
         assert data["profile"] == "cpu" and data["max_wallclock_seconds"] == 2.0
 
 
+@pytest.mark.xdist_group("alone")  # a kill -9 and a wait on its child: one at a time under pytest-xdist
 def test_kill_9_of_the_planner_takes_its_training_run_down_and_the_rerun_finishes(tmp_path):
     storage = f"sqlite:///{tmp_path / 'k.db'}"
     args = ["study", "--plugins", "tidal", "--trials", "2", "--profile", "cpu", "--trial-seconds", "4",
@@ -161,10 +165,12 @@ def test_report_command_and_usage_errors(tmp_path, sim_file):
     assert "| 1 | tidal |" in rep.stdout and "(n=2)" in rep.stdout
     assert {p.name for p in (tmp_path / "rep").iterdir()} >= {"a.md", "a.csv", "best.yaml", "history.png",
                                                               "bpb_vs_steps.png", "distribution.png"}
-    bad = run(["study", "--plugins", "tidla", "--storage", storage], tmp_path)
+    # the usage errors, in this process (tests.conftest.golfplan_in_process)
+    bad = golfplan_in_process("study", "--plugins", "tidla", "--storage", storage, cwd=tmp_path)
     assert bad.returncode == 2 and "did you mean 'tidal'" in bad.stderr
-    missing = run(["report", "nope", "--storage", storage], tmp_path)
+    missing = golfplan_in_process("report", "nope", "--storage", storage, cwd=tmp_path)
     assert missing.returncode == 2 and "no study 'nope'" in missing.stderr
-    changed = run(["ablate", "--plugins", "tidal,parallel", "--repeats", "3", "--profile", "cpu", "--runner",
-                   f"{sim_file}:run", "--checks", "none", "--storage", storage, "--study", "a"], tmp_path)
+    changed = golfplan_in_process("ablate", "--plugins", "tidal,parallel", "--repeats", "3", "--profile", "cpu",
+                                  "--runner", f"{sim_file}:run", "--checks", "none", "--storage", storage,
+                                  "--study", "a", cwd=tmp_path)
     assert changed.returncode == 2 and "different repeats" in changed.stderr

@@ -18,6 +18,8 @@ from .conftest import REPO, log_events
 
 S = optuna.trial.TrialState
 PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+# a kill -9 and several planner processes: one at a time under pytest-xdist (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("alone")
 
 
 def planner_cmd(kind, *args):

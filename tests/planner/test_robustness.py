@@ -18,7 +18,9 @@ import pytest
 from golfplan.planner.definition import Experiment
 from golfplan.planner.report import collect, write_report
 
-from .conftest import Sim, make_def
+from tests.conftest import golfplan_in_process
+
+from .conftest import Sim, make_def, new_planner
 from .test_cli import run, tiny_args
 
 S = optuna.trial.TrialState
@@ -137,7 +139,7 @@ def test_a_plugin_that_raises_hangs_or_exhausts_memory_in_the_check_refuses_one_
                                 "hungry": ("oom", "preflight out of memory: MemoryError")})
     assert sim.calls == []  # nothing of them trained
     # the refusal is remembered: proposing the configuration again costs nothing
-    p.study.enqueue_trial({}, user_attrs=p.experiment_configs()[0].attrs(trials["broken"].user_attrs["key"]))
+    p.enqueue(p.experiment_configs()[0], trials["broken"].user_attrs["key"])
     p.run()
     again = p.study.get_trials()[-1]
     assert again.user_attrs["check"]["cached"] and "refused before, trial #0" in again.user_attrs["reason"]
@@ -275,14 +277,14 @@ def test_mask_url():
 
 def test_a_storage_password_is_never_printed(tmp_path):
     url = "postgresql://golfer:SECRET@127.0.0.1:1/golf"
-    out = run(["study", "--plugins", "tidal", "--trials", "1", "--profile", "cpu", "--checks", "none",
-               "--storage", url], tmp_path, timeout=120)
+    out = golfplan_in_process("study", "--plugins", "tidal", "--trials", "1", "--profile", "cpu", "--checks", "none",
+                              "--storage", url, cwd=tmp_path)
     assert out.returncode == 2
     assert "SECRET" not in out.stdout + out.stderr and "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot open storage postgresql://golfer:***@127.0.0.1:1/golf")
     for cmd in (["report", "x", "--storage", url], ["worker", "--study", "x", "--storage", url, "--wait", "0"]):
-        out = run(cmd, tmp_path, timeout=120)
+        out = golfplan_in_process(*cmd, cwd=tmp_path)
         assert out.returncode == 2 and "SECRET" not in out.stdout + out.stderr and "***" in out.stderr
 
 
@@ -304,14 +306,13 @@ def test_a_storage_password_is_not_stored_shown_or_reported(tmp_path, sim_file):
 
 def test_the_planner_api_stores_a_masked_url(tmp_path):
     from golfplan.planner.storage import DEF_ATTR
-    from golfplan.planner.study import Planner
 
     d = make_def("m", mode="ablate", plugins={"tidal": {}}, storage="postgresql://u:SECRET@h/db")
-    p = Planner(d, storage=f"sqlite:///{tmp_path / 'm.db'}", runner=Sim(), say=lambda m: None)
+    p = new_planner(d, f"sqlite:///{tmp_path / 'm.db'}", runner=Sim())
     p.open()
     assert p.study.user_attrs[DEF_ATTR]["storage"] == "postgresql://u:***@h/db"
-    q = Planner(make_def("n", mode="ablate", plugins={"tidal": {}}),
-                storage=f"sqlite:///{tmp_path / 'm.db'}", runner=Sim(), say=lambda m: None)
+    q = new_planner(make_def("n", mode="ablate", plugins={"tidal": {}}), f"sqlite:///{tmp_path / 'm.db'}",
+                    runner=Sim())
     assert q.storage_url == f"sqlite:///{tmp_path / 'm.db'}"
 
 
@@ -327,7 +328,8 @@ def test_the_planner_api_stores_a_masked_url(tmp_path):
 def test_a_refused_input_exits_non_zero_with_one_line(tmp_path, args, message):
     if "--plugins" not in args:
         args = ["--plugins", "tidal", *args]
-    out = run(["study", *args, "--profile", "cpu", "--storage", f"sqlite:///{tmp_path / 'x.db'}"], tmp_path)
+    out = golfplan_in_process("study", *args, "--profile", "cpu", "--storage", f"sqlite:///{tmp_path / 'x.db'}",
+                              cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], out.stderr
@@ -336,7 +338,7 @@ def test_a_refused_input_exits_non_zero_with_one_line(tmp_path, args, message):
 def test_a_study_file_with_a_zero_cap_is_refused(tmp_path):
     f = tmp_path / "z.yaml"
     f.write_text("mode: ablate\nplugins: [tidal]\ntrial_seconds: 0\n")
-    out = run(["study", str(f), "--storage", f"sqlite:///{tmp_path / 'x.db'}"], tmp_path)
+    out = golfplan_in_process("study", str(f), "--storage", f"sqlite:///{tmp_path / 'x.db'}", cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0
     assert "'trial_seconds' must be a positive number of seconds" in out.stderr
 
@@ -438,17 +440,15 @@ def test_the_stack_studys_best_is_the_final_stack_even_when_a_dropped_candidate_
         make_planner, tmp_path):
     from golfplan.planner import waves
     from golfplan.planner.report import best_row, chosen_key
-    from golfplan.planner.storage import BASELINE_ATTR
-    from golfplan.planner.study import Planner
 
     # gqa alone looks like a winner; on top of parallel it adds -0.0008: lower, but within the noise
     sim = Sim({"parallel": -0.05, "gqa": -0.02}, interactions={frozenset({"parallel", "gqa"}): 0.0192}, noise=0.0005)
     src = make_planner(make_def("abl", mode="ablate", plugins={"parallel": {}, "gqa": {}}, repeats=3), sim)
     src.run()
-    planner = Planner(make_def("abl.stack", mode="experiments", repeats=3), storage=src.storage, runner=sim,
-                      out_dir=tmp_path / "runs", say=lambda m: None)
+    planner = new_planner(make_def("abl.stack", mode="experiments", repeats=3), src.storage, runner=sim,
+                          out_dir=tmp_path / "runs")
     planner.open(enqueue=False)
-    planner.study.set_user_attr(BASELINE_ATTR, planner.key_of({}))
+    planner.set_baseline({})
     result = waves.stack(src, planner, say=lambda m: None)
     assert set(result.plugins) == {"parallel"} and [s.kept for s in result.steps] == [True, False]
     rows, _ = collect(planner.study)
@@ -470,8 +470,8 @@ def test_the_first_estimate_of_a_step_capped_study_does_not_block_a_small_budget
 
 
 @pytest.mark.parametrize("strategy, said, studies", [
-    ("stack-tune", "chosen: parallel + tidal", {"h.plan"}),
-    ("waves", "final stack: parallel + tidal", {"h.ablate", "h.stack", "h.tune"}),
+    ("stack-tune", "chosen: ", {"h.plan"}),
+    ("waves", "final stack: ", {"h.ablate", "h.stack", "h.tune"}),
 ])
 def test_plan_with_half_an_hour_runs_every_phase(tmp_path, sim_file, strategy, said, studies):
     out = run(["plan", "--strategy", strategy, "--plugins", "tidal,parallel", "--repeats", "2", "--profile", "cpu",
@@ -479,6 +479,7 @@ def test_plan_with_half_an_hour_runs_every_phase(tmp_path, sim_file, strategy, s
                "--study", "h", "--storage", f"sqlite:///{tmp_path / 'h.db'}", "--no-report", "--quiet"], tmp_path)
     assert out.returncode == 0, out.stderr
     assert "budget ran out" not in out.stdout
-    assert said in out.stdout, out.stdout
+    line = next((x for x in out.stdout.splitlines() if x.startswith(said)), "")
+    assert "parallel" in line and "tidal" in line, out.stdout  # the stack, whatever values it tuned
     names = {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'h.db'}")}
     assert names == studies

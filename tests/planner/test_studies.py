@@ -7,6 +7,7 @@ import yaml
 
 from golfplan.check import run_checks
 from golfplan.planner.definition import StudyError, load_study_file
+from golfplan.planner.resume import base_spec
 from golfplan.planner.study import Planner
 
 from .conftest import REPO
@@ -28,8 +29,7 @@ def test_every_study_file_loads_validates_and_passes_the_static_check(path, regi
     d.validate(registry)
     assert d.name == path.stem and d.mode == "experiments" and d.experiments
     d.profile = "rtx4000"  # the seed's machine
-    p = Planner(d, storage=f"sqlite:///{tmp_path / 'x.db'}", registry=registry, say=lambda m: None)
-    p.base = p._base_spec()
+    p = Planner(d, base_spec(d), registry, storage=f"sqlite:///{tmp_path / 'x.db'}", say=lambda m: None)
     for c in p.experiment_configs():
         report = run_checks(p.spec_for(c.plugins, c.config), registry, only_static=True)
         if set(c.plugins) & COMPILE_UNSAFE:
@@ -56,6 +56,7 @@ def test_seed_best_is_the_h1_configuration(registry):
     ("mode: experiments\nexperiments:\n  - {id: X, plugins: {tidal: {warmup_frac: 2.0}}}\n", "out of range"),
     ("mode: experiments\nconfig: {num_layerz: 3}\nexperiments: [{id: X}]\n", "unknown config key 'num_layerz'"),
     ("mode: tune\n", "needs plugins to search"),
+    ("mode: tune\nplugins: [tidal]\nbatch: 0\n", "'batch' must be >= 1"),
     ("mode: sweep\n", "'mode' must be one of"),
     ("mode: experiments\nexperiments: [{id: X}, {id: X}]\n", "experiment id 'X' is used twice"),
     ("mode: experiments\nfixed: {cosine: {}}\nexperiments: [{id: X, without: [tidal]}]\n", "not among the fixed"),

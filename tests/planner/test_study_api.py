@@ -16,9 +16,9 @@ from golfplan.planner import waves
 from golfplan.planner.definition import Experiment
 from golfplan.planner.report import best_row, collect, write_report
 from golfplan.planner.liveness import owner_record
-from golfplan.planner.storage import BASELINE_ATTR
+from golfplan.planner.study import Planner
 
-from .conftest import TINY, Sim, make_def
+from .conftest import TINY, Sim, make_def, new_planner, registry_of
 
 S = optuna.trial.TrialState
 
@@ -81,7 +81,7 @@ def test_ablate_with_repeats_gives_verdicts_of_known_effects(make_planner):
                      "z_loss": "Worse"}
     par = next(r for r in rows if r.label == "parallel")
     assert par.summary.n == 4 and par.verdict.p < 1e-4
-    assert sorted(r["seed"] for r in par.runs) == [1337, 1338, 1339, 1340]
+    assert sorted(r.seed for r in par.runs) == [1337, 1338, 1339, 1340]
     assert base.summary.n == 4
 
 
@@ -210,12 +210,10 @@ def test_greedy_stacking_keeps_only_significant_improvements(make_planner, tmp_p
                                 repeats=3), sim)
     src.run()
     assert len(sim.calls) == 15
-    from golfplan.planner.study import Planner
-
     stack_def = make_def("abl.stack", mode="experiments", repeats=3)
-    planner = Planner(stack_def, storage=src.storage, runner=sim, out_dir=tmp_path / "runs", say=lambda m: None)
+    planner = new_planner(stack_def, src.storage, runner=sim, out_dir=tmp_path / "runs")
     planner.open(enqueue=False)
-    planner.study.set_user_attr(BASELINE_ATTR, planner.key_of({}))
+    planner.set_baseline({})
     result = waves.stack(src, planner, say=lambda m: None)
     assert [s.plugin for s in result.steps] == ["parallel", "tidal", "gqa"]
     assert [s.kept for s in result.steps] == [True, True, False]
@@ -231,12 +229,10 @@ def test_a_winner_replaces_the_fixed_plugin_it_displaced_when_stacked(make_plann
     src = make_planner(make_def("fx", mode="ablate", fixed={"cosine": {}}, plugins={"tidal": {}, "parallel": {}},
                                 repeats=3), sim)
     src.run()
-    from golfplan.planner.study import Planner
-
-    planner = Planner(make_def("fx.stack", mode="experiments", fixed={"cosine": {}}, repeats=3),
-                      storage=src.storage, runner=sim, out_dir=tmp_path / "runs", say=lambda m: None)
+    planner = new_planner(make_def("fx.stack", mode="experiments", fixed={"cosine": {}}, repeats=3), src.storage,
+                          runner=sim, out_dir=tmp_path / "runs")
     planner.open(enqueue=False)
-    planner.study.set_user_attr(BASELINE_ATTR, planner.key_of({"cosine": {}}))
+    planner.set_baseline({"cosine": {}})
     result = waves.stack(src, planner, say=lambda m: None)
     assert [s.plugin for s in result.steps] == ["parallel", "tidal"] and all(s.kept for s in result.steps)
     assert set(result.plugins) == {"parallel", "tidal"}  # cosine gave its slot to tidal
@@ -265,7 +261,7 @@ def test_the_orphans_of_a_dead_planner_are_killed_and_nothing_else():
 
 def test_a_resumed_study_must_have_the_same_definition_and_resolved_config(make_planner, tmp_path):
     from golfplan.planner.definition import StudyError
-    from golfplan.planner.study import Planner
+    from golfplan.planner.resume import base_spec
 
     p = make_planner(make_def("same", mode="ablate", plugins={"tidal": {}}), Sim())
     p.run()
@@ -274,8 +270,8 @@ def test_a_resumed_study_must_have_the_same_definition_and_resolved_config(make_
     with pytest.raises(StudyError, match="different plugins"):
         make_planner(make_def("same", mode="ablate", plugins={"gqa": {}}), Sim())
     changed = make_def("same", mode="ablate", plugins={"tidal": {}})
-    q = Planner(changed, storage=p.storage, runner=Sim(), out_dir=tmp_path, say=lambda m: None)
-    q._base_spec = lambda: Planner._base_spec(q).__class__(  # the profile's defaults changed meanwhile
-        profile="cpu", config=Planner._base_spec(q).config.replace(iterations=999), plugins={})
+    moved = base_spec(changed)  # the profile's defaults changed meanwhile
+    moved = moved.__class__(profile="cpu", config=moved.config.replace(iterations=999), plugins={})
+    q = Planner(changed, moved, registry_of(changed), storage=p.storage, runner=Sim(), out_dir=tmp_path)
     with pytest.raises(StudyError, match="iterations=999"):
         q.open()

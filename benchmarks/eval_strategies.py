@@ -21,9 +21,9 @@ import sys
 import time
 
 from golfplan.core.config import load_spec
-from golfplan.core.evaluate import eval_val
+from golfplan.core.evaluate.score import eval_val
 from golfplan.core.technique import Technique, hookimpl
-from golfplan.core.trainer import train
+from golfplan.core.train.trainer import train
 from golfplan.plugins.sliding_window import SlidingWindow
 from golfplan.plugins.ttt_lora import TTTLoRA
 from golfplan.plugins.ttt_sgd import TTTSGD

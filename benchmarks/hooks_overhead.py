@@ -25,7 +25,7 @@ import json, sys, time, torch
 sys.path.insert(0, {root!r})
 torch.set_num_threads({threads})
 from golfplan.core.config import load_spec
-from golfplan.core.trainer import train
+from golfplan.core.train.trainer import train
 spec = load_spec("cpu", sets=["max_wallclock_seconds=0", "iterations={steps}", "progress_bar=false",
                               "val_max_tokens=16384", "warmup_steps=0", "train_batch_tokens=4096",
                               "train_seq_len=256", "val_batch_size=16384", "warmdown_iters=10",

@@ -2,7 +2,7 @@
 int8 + zlib, int6 GPTQ-lite + zstd-22, and int6 GPTQ (int7 embedding) + LQER + brotli-11; then
 the same grids rounded to nearest (mixed_bits) and GPTQ without LQER, to show what each adds.
 
-The run is the trainer's own (``golfplan.core.trainer.train``, baseline model, cpu profile); a
+The run is the trainer's own (``golfplan.core.train.trainer.train``, baseline model, cpu profile); a
 helper technique keeps the trained float weights (``on_train_end``), the GPTQ Hessians collected
 inside the training clock (``calibrate``, on training batches) and the validation data. The first
 row is the trainer's own artifact and round trip; the others export the same weights with the
@@ -23,14 +23,14 @@ import time
 import torch
 
 from golfplan.core.config import load_spec
-from golfplan.core.evaluate import eval_val
-from golfplan.core.export import export_artifact
+from golfplan.core.evaluate.score import eval_val
+from golfplan.core.export.artifact import export_artifact
 from golfplan.core.hooks import resolve
 from golfplan.core.modules import import_file
-from golfplan.core.pack import code_size
-from golfplan.core.sizing import estimate_artifact
+from golfplan.core.export.pack import code_size
+from golfplan.core.export.sizing import estimate_artifact
 from golfplan.core.technique import Technique, hookimpl
-from golfplan.core.trainer import train
+from golfplan.core.train.trainer import train
 from golfplan.plugins.compress import Compress
 from golfplan.plugins.gptq import GPTQ
 from golfplan.plugins.gptq_lite import GPTQLite
@@ -111,7 +111,7 @@ def main() -> int:
         print(f"{label:<30} {bpb:8.4f} {model_bytes:12,} {payload:10,} {model_bytes / payload:6.3f} "
               f"{est.model_bytes:>11,} ({est.ratio:.3f}) {model_bytes + code:10,} {export_s:6.1f}s  {fmt}")
     print(f"\npre-export (float) val_bpb {result.pre_export_val_bpb:.4f}; estimate = the chain's exact payload x the "
-          f"ratio measured on the records' trained full-size models (golfplan.core.sizing.MEASURED)")
+          f"ratio measured on the records' trained full-size models (golfplan.core.export.sizing.MEASURED)")
     return 0
 
 

@@ -35,9 +35,14 @@ def golfplan(*args: str, env=None, cwd=None) -> subprocess.CompletedProcess:
 def test_readme_opens_with_the_two_commands_and_ci_runs_the_second():
     first, second = bash_blocks()[:2]
     assert "pip install torch==2.13.0" in first and "golfplan study --plugins tidal,parallel,gqa --trials 20" in first
-    assert "pip install torch==2.13.0" in second and "python -m pytest -x -q" in second
+    assert "pip install torch==2.13.0" in second
+    tests = second.strip().split(" && ")[-1]  # the README's test command
+    assert tests.startswith("python -m pytest -x -q") and "-n auto" in tests
     ci = (REPO / ".ci" / "run").read_text()
-    assert "pip install -q torch==2.13.0" in ci and ci.strip().endswith("python -m pytest -x -q")
+    lines = [line.strip() for line in ci.splitlines()]
+    assert "pip install -q torch==2.13.0" in ci and tests in lines  # CI runs the README's command as written
+    slow = lines.index(f"{tests} -m slow")  # then the slow set, after it
+    assert lines.index(tests) < slow and all(not line or line.startswith("#") for line in lines[slow + 1:])
     assert ci.index("torch==2.13.0") < ci.index("-e '.[test]'")
 
 

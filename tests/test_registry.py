@@ -14,7 +14,7 @@ import pytest
 
 from golfplan.core.config import shrink
 from golfplan.core.hooks import apply_configure, resolve
-from golfplan.core.trainer import train
+from golfplan.core.train.trainer import train
 from golfplan.check import CheckFailed, trace_techniques
 from golfplan.registry import Registry, combination_problems
 from tests.conftest import run_tiny, tiny_config

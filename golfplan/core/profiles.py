@@ -12,7 +12,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     # A tiny model on the CPU, capped by work, not time: 40 steps of 4,096 tokens, so a result never
     # depends on how fast or how busy the machine is (the wallclock cap is off; time_limit_seconds
     # only fails a run still going after 20 minutes: a hang, not a slow machine). Sized so the README's main job (a
-    # 20-trial study, each trial a fresh process) takes about 10 minutes on 2 cores and every run
+    # 20-trial study, each trial a fresh process) takes about 4 minutes on 2 cores and every run
     # lands well below an untrained model (benchmarks/cpu_run.py).
     "cpu": dict(
         num_layers=4, model_dim=128, num_heads=4, num_kv_heads=2, mlp_mult=2.0,

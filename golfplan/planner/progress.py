@@ -58,7 +58,8 @@ class Progress:
         return self.p.d.trials if self.p.d.mode == "tune" else len(self.p.counted())
 
     def started(self, number: int, label: str, description: str) -> str:
-        total, n = self.total(), len(self.p.finished()) + self.p.running_rank(number)
+        done = {t.number for t in self.p.finished()}
+        total, n = self.total(), len(done) + self.p.running_rank(number, done)
         return f"[{min(n, total) if self.p.d.mode == 'tune' else n}/{total}] #{number} {label}: {description} ..."
 
     def short(self, tc: Any) -> str:

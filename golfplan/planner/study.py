@@ -528,10 +528,11 @@ class Planner:
         """How many trials this planner runs now."""
         return len(self._running)
 
-    def running_rank(self, number: int) -> int:
-        """1 + how many of the trials this planner runs now came before trial ``number``."""
+    def running_rank(self, number: int, done: set[int] = frozenset()) -> int:
+        """1 + how many of the trials this planner runs now came before trial ``number``, leaving out
+        those in ``done`` (a trial told finished is still running here until its thread lets it go)."""
         with self._lock:
-            return 1 + sum(1 for n in self._running if n < number)
+            return 1 + sum(1 for n in self._running if n < number and n not in done)
 
     def best(self) -> tuple[Any, float] | None:
         """Optuna's best trial (the lowest mean val_bpb among the feasible complete ones) and its value."""

@@ -8,10 +8,12 @@ any study. Plugins are known only by the registry's metadata (slots, conflicts, 
 1. **stack**: from the baseline (the fixed plugins), each candidate at its defaults is added to the
    current stack (replacing what shares its slot or conflicts with it, adding what it requires), run once,
    and kept if it beat the stack; round-robin over slot groups, in the order given. Measured on the stack
-   as it is then, so interactions show up; a change that won by little gets a second seed a side when
-   there is room.
+   as it is then, so interactions show up; one run each: a close call is settled by a re-test below, on
+   the stack as it is by then (which a second seed at once would not see), so screening leaves more runs
+   for values.
 2. then, one step at a time, whichever is expected to gain most per run (and, while candidates are
-   untested, more than testing the next one):
+   untested, more than testing the next one; while the runs left cannot test every untested candidate,
+   nothing but tests):
    - **re-test** a close call on the stack as it is now (from the measured difference, its standard error
      and the interaction it may have with what joined or left the stack since): members that barely
      helped are tried out, candidates that barely lost are tried in; more seeds only while undecided.
@@ -237,7 +239,7 @@ class StackTuneStrategy:
             if best.kind == "test":
                 pending.remove(best.plugin)
             before = (self.used, self.planner.key_of(self.stack))
-            if self.take(best, pending) is None:
+            if self.take(best) is None:
                 break
             if (self.used, self.planner.key_of(self.stack)) == before:  # it could not run anything new
                 self.spent.add((best.kind, best.plugin, best.param, before[1]))
@@ -251,6 +253,8 @@ class StackTuneStrategy:
         if pending:
             gains = [max(0.0, -d.delta) for n, d in self.first_tests().items() if d.delta is not None]
             out.append(Option("test", pending[0], gain=(UNTESTED_PRIOR * s + sum(gains)) / (1 + len(gains)), cost=1))
+            if self.runs_left() <= len(pending):  # too few runs left to screen every candidate: screen
+                return out
         out += self.retests()
         if self.capped_tuning():
             return out
@@ -265,12 +269,10 @@ class StackTuneStrategy:
         """No run cap and no time budget: the value search is bounded by ``tune_trials`` proposals."""
         return self.max_runs is None and self.d.budget_hours is None and self.tune.proposals >= self.tune_trials
 
-    def take(self, opt: Option, pending: list[str]) -> bool | None:
+    def take(self, opt: Option) -> bool | None:
         """Do ``opt``; None when the budget ran out."""
-        if opt.kind == "test":
-            slack = self.runs_left() - len(pending) - 1 - (0 if self.max_runs is None else 0.15 * self.max_runs)
-            alt = self.with_plugin(self.stack, opt.plugin)
-            return self.test(alt, "+" + opt.plugin, "stack", repeats=2 if slack >= 2 else 1, upper=0.0)
+        if opt.kind == "test":  # one run: a close call is settled by a re-test on the stack as it is then
+            return self.test(self.with_plugin(self.stack, opt.plugin), "+" + opt.plugin, "stack", repeats=1, upper=0.0)
         if opt.kind == "retest":
             self.tried.add((opt.plugin, frozenset(self.stack)))
             inside = opt.plugin in self.stack

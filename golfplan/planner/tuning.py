@@ -17,11 +17,12 @@ beats it again on fresh seeds (:meth:`TunePhase.race`; its first run, the best o
 out), so a lucky run never replaces the stack.
 
 Expected gains are learned from the study itself (empirical Bayes): the gains the probes (and,
-separately, the sweeps) found beyond a noise sd, averaged with a prior (PRIOR_SD noise sds) worth
-PRIOR_WEIGHT observations. Where probes and sweeps find nothing (defaults that are already best) their
-expected gain falls and the strategy stops spending runs on them; where they find much, it rises. A
-probe may gain what the candidate's best values are worth beyond its measured harm: E[max(0, G - harm)]
-for G exponential with the learned mean; a sweep's prior grows with the size of its plugin's effect.
+separately, the sweeps, a param's refinements counting for its sweep) found beyond a noise sd,
+averaged with a prior (PRIOR_SD noise sds) worth PRIOR_WEIGHT observations. Where probes and sweeps
+find nothing (defaults that are already best) their expected gain falls and the strategy stops
+spending runs on them; where they find much, it rises. A probe may gain what the candidate's best
+values are worth beyond its measured harm: E[max(0, G - harm)] for G exponential with the learned
+mean; a sweep's prior grows with the size of its plugin's effect.
 """
 
 from __future__ import annotations
@@ -80,7 +81,10 @@ class TunePhase:
         self.found: dict[str, list[float]] = {"probe": [], "sweep": []}  # gains found, in noise sds x weight
         self.proposals = 0  # configurations probes, sweeps and refinements ran
         self._domains: dict[tuple, list] = {}  # the static check's verdicts on small params' values
-        self.pending: tuple[str, float, float] | None = None  # the last probe's or sweep's gain, until its race
+        # the last probe's, sweep's or refinement's gain (kind, noise sds, the delta it is measured from, param),
+        # until its race
+        self.pending: tuple[str, float, float, tuple[str, str]] | None = None
+        self.swept_at: dict[tuple[str, str], int] = {}  # (plugin, param) -> its sweep's entry in found["sweep"]
         self.probed: dict[tuple[str, str], list[Any]] = {}  # (candidate, param) -> the values its probes tried
 
     # ---- what a plugin's params are ---------------------------------------------------------------
@@ -187,8 +191,8 @@ class TunePhase:
             if math.isfinite(delta) and (best is None or delta < best[0]):
                 best = (delta, se, conf)
         if best is None:
-            if opt.kind != "refine":
-                self.found[opt.kind].append(0.0)
+            self.pending = (opt.kind, 0.0, 0.0, (opt.plugin, opt.param))
+            self.settle(None)
             return None
         s = self.lab.sigma()
         if opt.kind == "probe":
@@ -197,11 +201,9 @@ class TunePhase:
                 self.best_probe[opt.plugin] = (best[0], dict(best[2][opt.plugin]))
             before = min(old, opt_harm(self.lab, opt))  # the best it had measured
             before = before if math.isfinite(before) else best[0]
-            self.pending = ("probe", max(0.0, before - best[0] - s) / s, before)
-        elif opt.kind == "sweep":
-            self.pending = ("sweep", max(0.0, -best[0] - s) / s, 0.0)
+            self.pending = ("probe", max(0.0, before - best[0] - s) / s, before, (opt.plugin, ""))
         else:
-            self.pending = None
+            self.pending = (opt.kind, max(0.0, -best[0] - s) / s, 0.0, (opt.plugin, opt.param))
         self.say(f"  {opt.kind} {opt.plugin}{'.' + opt.param if opt.param else ''}: best {best[0]:+.4f}")
         if best[0] < -PARSIMONY * best[1]:
             return best[2]
@@ -209,14 +211,22 @@ class TunePhase:
         return None
 
     def settle(self, race: Decision | None) -> None:
-        """Learn what the last probe or sweep found: on fresh seeds where it raced (its one run was the best
-        of several, so optimistic), else its one run's gain beyond a noise sd."""
+        """Learn what the last probe, sweep or refinement found: on fresh seeds where it raced (its one run was
+        the best of several, so optimistic), else its one run's gain beyond a noise sd. What a param's
+        refinements find counts for its sweep: the sweeps' record is what sweeping a param (and refining
+        it) gained."""
         if self.pending is None:
             return
-        kind, gain, before = self.pending
+        kind, gain, before, where = self.pending
         if race is not None and race.delta is not None and math.isfinite(race.delta):
             gain = min(gain, max(0.0, before - race.delta) / self.lab.sigma())
-        self.found[kind].append(gain)
+        if kind == "refine":
+            if where in self.swept_at:
+                self.found["sweep"][self.swept_at[where]] += gain
+        else:
+            if kind == "sweep":
+                self.swept_at[where] = len(self.found["sweep"])
+            self.found[kind].append(gain)
         self.pending = None
 
     def race(self, conf: Plugins, stack: Plugins, label: str) -> Decision | None:

@@ -283,3 +283,21 @@ def test_expected_improvement():
     assert expected_improvement(0.01, 0.0) == 0.0
     assert expected_improvement(0.0, 0.001) == pytest.approx(0.001 / (2 * 3.141592653589793) ** 0.5)
     assert expected_improvement(0.002, 0.001) < expected_improvement(0.0, 0.001) < expected_improvement(-0.002, 0.001)
+
+
+def test_screening_runs_each_candidate_once_and_settles_close_calls_by_retests():
+    # narrow effects (under a noise sd): screening gives each candidate one run, however much budget is left;
+    # the close calls among them are re-tested afterwards, on the stack as it is by then
+    narrow = const(-0.001)
+    effects = {"tidal": const(-0.02), "parallel": narrow, "rope_base": narrow, "gqa": narrow, "qk_gain": narrow,
+               "softcap": const(0.01)}
+    world = World(effects, noise=0.001)
+    d = make_def("screen", mode="ablate", plugins={n: {} for n in effects}, fixed={"cosine": {}})
+    log = []
+    st = StackTuneStrategy(d, storage=optuna.storages.InMemoryStorage(), runner=world, registry=REG, max_runs=None,
+                           say=lambda m: log.append((m, st.used)))
+    st.run()
+    screened = [used for m, used in log if m.startswith("  stack +")]
+    assert screened == list(range(2, 2 + len(effects)))  # the baseline, then one run a candidate
+    assert any(x.phase == "retest" for x in st.decisions)
+

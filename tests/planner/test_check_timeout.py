@@ -10,28 +10,13 @@ import pytest
 from golfplan.planner.definition import Experiment
 
 from .conftest import Sim, make_def
-
-FROZEN = '''
-import time
-
-from golfplan.core.technique import Technique, hookimpl
-
-
-class Frozen(Technique):
-    name = "frozen"
-    summary = "never returns from configure"
-
-    @hookimpl
-    def configure(self, config):
-        time.sleep(3600)
-'''
-
+from .test_robustness import MISBEHAVING  # its `frozen` plugin never returns from configure
 
 @pytest.mark.parametrize("where", ["in its own process", "in the trial's run"])
 def test_a_check_stage_past_its_limit_refuses_the_configuration_as_a_timeout(make_planner, tmp_path, monkeypatch,
                                                                             where):
-    f = tmp_path / "frozen.py"
-    f.write_text(textwrap.dedent(FROZEN))
+    f = tmp_path / "misbehaving.py"
+    f.write_text(textwrap.dedent(MISBEHAVING))
     monkeypatch.setenv("GOLFPLAN_CHECK_TIMEOUT", "2")  # what `golfplan study --check-timeout 2` sets
     sim = Sim()
     d = make_def(mode="experiments", checks="full", baseline=False, trial_timeout=300, plugin_path=[str(f)],

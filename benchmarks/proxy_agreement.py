@@ -481,8 +481,12 @@ def fmt(x: float | None, digits: int = 4) -> str:
     return "failed" if x is None else f"{x:+.{digits}f}"
 
 
-def report(proxies: list[str], storage: str, cpu: dict[str, dict[str, float]], work: Path) -> str:
+def report(proxies: list[str], storage: str, cpu: dict[str, dict[str, float]], work: Path,
+           wanted: set[str] | None = None) -> str:
+    """The table and the summary, over the bases in ``wanted`` (None: all)."""
     from golfplan.core.profiles import PROFILES
+
+    bases = [c for c in CONTEXTS if wanted is None or c.key in wanted]
 
     lines: list[str] = []
     table: dict[str, dict[str, Verdict]] = {}
@@ -492,15 +496,17 @@ def report(proxies: list[str], storage: str, cpu: dict[str, dict[str, float]], w
     for proxy in proxies:
         steps = int(PROFILES[proxy]["iterations"])
         vs, info = verdicts(proxy, storage, steps, speed)
+        vs = [v for v in vs if any(v.ctx == c.key for c in bases)]
         table[proxy] = {f"{v.ctx}/{v.id}": v for v in vs}
-        mine = [r for k, r in cpu.items() if k.startswith(f"pa-{proxy}-")]
+        names = {study_name(c, proxy) for c in bases}
+        mine = [r for k, r in cpu.items() if k in names]
         measured_runs = sum(r["runs"] for r in mine)
         per_run = sum(r["cpu_s"] for r in mine) / measured_runs if measured_runs else 0.0
-        total_runs = sum(runs_done(study_name(c, proxy), storage) for c in CONTEXTS)
-        timing_s = sum(v.get("_cpu_s", 0.0) for k, v in speed.items() if k.startswith(f"pa-{proxy}-"))
+        total_runs = sum(runs_done(n, storage) for n in names)
+        timing_s = sum(v.get("_cpu_s", 0.0) for k, v in speed.items() if k in names)
         raw, eq = summary(vs, False), summary(vs, True)
         summaries.append((proxy, raw, eq, per_run * total_runs + timing_s, info))
-    rows = [(c, r) for c in CONTEXTS for r in c.rows if abs(seed_delta(c, r)) >= CLEAR]
+    rows = [(c, r) for c in bases for r in c.rows if abs(seed_delta(c, r)) >= CLEAR]
     head = "| base | id | experiment | seed delta | " + " | ".join(f"{p} delta | {p} ms/step ratio | {p} step-equiv."
                                                                 for p in proxies) + " |"
     lines += [head, "|" + " --- |" * (4 + 3 * len(proxies))]
@@ -538,7 +544,7 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2, help="trials side by side (default 2)")
     ap.add_argument("--work", default="proxy_agreement", help="study files, runs, storage and results")
     ap.add_argument("--storage", default=None, help="Optuna storage (default journal:WORK/studies.journal)")
-    ap.add_argument("--contexts", default=None, help="only these bases (cos,tidal,nf14,c10,f7,g1)")
+    ap.add_argument("--contexts", default=None, help="only these bases (cos,tidal,nf14,c10,f7,g1): run and report")
     ap.add_argument("--report-only", action="store_true", help="print the table from what the storage holds")
     a = ap.parse_args()
     from golfplan.core.profiles import PROFILES
@@ -578,7 +584,7 @@ def main() -> int:
                     cpu_path.write_text(json.dumps(cpu, indent=1))
                     print(f"{d['name']}: {n} runs in {time.time() - t0:.0f} s wall, {s / 60:.1f} CPU-min", flush=True)
                     measure_speed(d["name"], proxy, storage, work)
-    print(report(proxies, storage, cpu, work))
+    print(report(proxies, storage, cpu, work, wanted))
     return 0
 
 

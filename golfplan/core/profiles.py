@@ -43,6 +43,14 @@ PROFILES: dict[str, dict[str, Any]] = {
     # The challenge's setting: 8xH100 under torchrun, 600 s cap; evaluation: 600 s more (README R:221).
     "8xh100": dict(device="cuda", max_eval_seconds=600.0),
 }
+# `cpu` at three times its horizon (120 steps; warmdown and Muon's momentum warmup the same shares of
+# the run), to tell what a longer run changes in a verdict (schedules, slow regularizers) from what
+# the shape changes (`cpu-deep`). Measured against the seed's GPU verdicts on its cosine base by
+# benchmarks/proxy_agreement.py (benchmarks/README.md): it agrees less than `cpu` there (11 of 17
+# signs against 13) at 3 times the CPU a verdict, so plan on `cpu`; the schedules `cpu` misses it
+# misses by more.
+PROFILES["cpu-long"] = dict(PROFILES["cpu"], iterations=120, warmdown_iters=36, muon_momentum_warmup_steps=60,
+                           time_limit_seconds=2400.0, train_log_every=30)
 
 # Processes a profile's runs use (torchrun's --nproc_per_node); 1 where not listed.
 WORLD_SIZES: dict[str, int] = {"8xh100": 8}

@@ -12,6 +12,7 @@ from golfplan.planner.definition import Experiment
 from .conftest import Sim, make_def
 from .test_robustness import MISBEHAVING  # its `frozen` plugin never returns from configure
 
+
 @pytest.mark.parametrize("where", ["in its own process", "in the trial's run"])
 def test_a_check_stage_past_its_limit_refuses_the_configuration_as_a_timeout(make_planner, tmp_path, monkeypatch,
                                                                             where):

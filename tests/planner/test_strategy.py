@@ -300,4 +300,3 @@ def test_screening_runs_each_candidate_once_and_settles_close_calls_by_retests()
     screened = [used for m, used in log if m.startswith("  stack +")]
     assert screened == list(range(2, 2 + len(effects)))  # the baseline, then one run a candidate
     assert any(x.phase == "retest" for x in st.decisions)
-

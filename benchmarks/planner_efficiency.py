@@ -30,6 +30,9 @@ Strategies (``--strategies``), each driven through golfplan's Python API with th
              greedy stack of the Winners (3 seeds each) -> TPE over the stack's params (20 trials), run to
              its end (it plans for no budget: one session, read at each budget and at its end)
 
+``--noise-scale S`` multiplies every world's run-to-run noise (0: each run lands on the world's noise-free
+BPB; crashes stay), a diagnostic: a strategy that is no closer without noise is held back by its runs.
+
 Each budget B is its own session (a strategy told its budget plans for it; TPE's startup count depends
 on it). "Distance" is the noise-free BPB of what the strategy would answer after B runs (plan, greedy:
 its current configuration; tpe/random: the study's best trial; waves: its best measured configuration,
@@ -86,7 +89,15 @@ class World:
     names: list[str]
 
 
-def make_world(kind: str, seed: int, registry: Any) -> World:
+def make_world(kind: str, seed: int, registry: Any, noise_scale: float = 1.0) -> World:
+    """The world ``kind`` drawn with ``seed``; ``noise_scale`` multiplies its run-to-run noise (0: every run
+    lands on the noise-free BPB; crashes stay)."""
+    world = _make_world(kind, seed, registry)
+    world.runner.noise *= noise_scale
+    return world
+
+
+def _make_world(kind: str, seed: int, registry: Any) -> World:
     if kind in ("insample", "perturbed"):
         scale, noise = seed_sim.perturbed(seed) if kind == "perturbed" else (None, seed_sim.NOISE_SD)
         best, _ = seed_sim.optimum(registry=registry, scale=scale)
@@ -263,12 +274,13 @@ def run_waves(tr: Traced, names: list[str], seed: int, registry: Any) -> int:
     return tr.trained
 
 
-def one_seed(args: tuple[str, int, list[int], list[str]]) -> dict[str, Any]:
-    kind, seed, budgets, strategies = args
+def one_seed(args: tuple) -> dict[str, Any]:
+    """(kind, seed, budgets, strategies[, noise_scale]): every strategy's session(s) on one world."""
+    kind, seed, budgets, strategies = args[:4]
     from golfplan.registry import Registry
 
     registry = Registry()
-    world = make_world(kind, seed, registry)
+    world = make_world(kind, seed, registry, *args[4:])
     names = list(world.names)
     random.Random(seed).shuffle(names)  # the order a user lists plugins in is arbitrary
     out: dict[str, Any] = {"seed": seed}
@@ -363,6 +375,9 @@ def main() -> None:
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--worlds", default="insample,shifted", help=f"comma-separated: {', '.join(WORLDS)}")
     ap.add_argument("--jobs", type=int, default=1, help="processes (one world each at a time)")
+    ap.add_argument("--noise-scale", type=float, default=1.0,
+                    help="multiply every world's run-to-run noise (0: none; a diagnostic: is a strategy held back "
+                         "by the noise or by the runs it has?)")
     a = ap.parse_args()
     budgets = sorted(int(b) for b in a.budgets.split(","))
     strategies = [s for s in a.strategies.split(",") if s]
@@ -379,7 +394,9 @@ def main() -> None:
 
     header(Registry(), kinds)
     t0 = time.time()
-    jobs = [(k, s, budgets, strategies) for k in kinds for s in seeds]
+    if a.noise_scale != 1.0:
+        print(f"every world's run-to-run noise x {a.noise_scale:g} (--noise-scale)")
+    jobs = [(k, s, budgets, strategies, a.noise_scale) for k in kinds for s in seeds]
     if a.jobs > 1:
         with Pool(a.jobs) as pool:
             results = pool.map(one_seed, jobs, chunksize=1)

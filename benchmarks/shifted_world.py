@@ -288,3 +288,47 @@ def summary(world: ShiftedWorld) -> str:
     return (f"world {world.seed}: optimum {best - BASE_BPB:+.4f} with {len(conf) - ('cosine' in conf)} techniques, "
             f"{len(hurt)} of which hurt alone at their defaults; those techniques at defaults "
             f"{at_defaults - best:+.4f} from it; flipped {len(world.flipped)}, {len(world.pairs)} pairs")
+
+
+def value_floors(world: ShiftedWorld, counts: list[int]) -> tuple[int, dict[int, float]]:
+    """How much of the distance is values: the optimum's own set of techniques with every param at its
+    plugin's default, except the ``n`` params that cost most there, set at their best (for each ``n`` in
+    ``counts``). Returns (params off their best at the defaults, ``n`` -> distance from the optimum)."""
+    best, conf = world.optimum()
+    defaults = {n: world.registry.get(n)().values for n in conf}
+    off = [(n, k) for n in conf if n in world.bowls for k in conf[n] if conf[n][k] != defaults[n][k]]
+
+    def at_defaults(keep: list[tuple[str, str]]) -> float:
+        c = {n: dict(p) for n, p in conf.items()}
+        for n, k in off:
+            if (n, k) not in keep:
+                c[n][k] = defaults[n][k]
+        return world.true_bpb(c) - best
+
+    cost = {p: at_defaults([q for q in off if q != p]) for p in off}  # that param alone at its default
+    order = sorted(off, key=lambda p: -cost[p])
+    return len(off), {n: at_defaults(order[:n]) for n in counts}
+
+
+if __name__ == "__main__":
+    import argparse
+    import statistics
+
+    from golfplan.registry import Registry
+
+    ap = argparse.ArgumentParser(description="Held-out worlds: each one's summary, and how much of its optimum "
+                                             "is values (value_floors)")
+    ap.add_argument("--seeds", type=int, default=16)
+    a = ap.parse_args()
+    reg, counts = Registry(), [0, 3, 5, 10, 15]
+    rows = []
+    for s in range(a.seeds):
+        w = ShiftedWorld(s, reg)
+        print(summary(w), flush=True)
+        rows.append(value_floors(w, counts))
+    print(f"\nthe optimum's techniques with every param at its default, but the n costliest set at their best "
+          f"(median over {a.seeds} worlds; params off their best at the defaults: median "
+          f"{statistics.median(r[0] for r in rows):g}):")
+    for n in counts:
+        print(f"  n = {n:2d}: {statistics.median(r[1][n] for r in rows):+.4f} BPB from the optimum "
+              f"[{min(r[1][n] for r in rows):+.4f}, {max(r[1][n] for r in rows):+.4f}]")

@@ -6,7 +6,8 @@ expected gain (BPB) and its cost (runs); the strategy takes whichever gains most
 
 * **probe** a candidate that lost at its defaults, before it is dropped: 2 configurations (3 when it
   has several params) with every param at values spread over its declared range (on its log scale
-  where declared; ints, bools and choices too), each run once on the current stack;
+  where declared; ints, bools and choices too), each run once on the current stack (each point once,
+  never the defaults it lost at: a bool may leave one point, and a second round none);
 * **sweep** one param of a stack member: 2 values where its range has been tried least (a bool or
   choice: its other options; a small int: the values the static check accepts);
 * **refine** a swept param: one value where a parabola through the best value and its neighbours
@@ -129,9 +130,9 @@ class TunePhase:
         mu = self.prior("probe", s)
         typical = sum(sizes.values()) / len(sizes) if sizes else s
         for name, harm in losers.items():
-            rounds, ks = self.probes.get(name, 0), self.params(name)
-            m = 2 if len(ks) == 1 else 3
-            if not ks or rounds >= PROBE_ROUNDS or runs_left < m + 1:
+            rounds = self.probes.get(name, 0)
+            m = len(self._probe_points(name, keep=False)) if rounds < PROBE_ROUNDS else 0
+            if not m or runs_left < m + 1:  # nothing left to probe: every option of its bools and choices tried
                 continue
             h = min(harm, self.best_probe.get(name, (math.inf, {}))[0])
             g = mu * 0.5 ** rounds
@@ -159,7 +160,7 @@ class TunePhase:
         (what adding it would displace, displaced; None where the rules forbid it)."""
         if opt.kind == "probe":
             self.probes[opt.plugin] = self.probes.get(opt.plugin, 0) + 1
-            confs = [base_of(opt.plugin, p) for p in self._probe_points(opt.plugin)]
+            confs = [base_of(opt.plugin, p) for p in self._probe_points(opt.plugin, keep=True)]
         else:
             values = self._sweep_values(opt.plugin, opt.param, stack) if opt.kind == "sweep" else \
                 self._refine_values(opt.plugin, opt.param, stack)
@@ -251,22 +252,27 @@ class TunePhase:
         return d
 
     # ---- where to try -------------------------------------------------------------------------------------
-    def _probe_points(self, name: str) -> list[dict[str, Any]]:
+    def _probe_points(self, name: str, keep: bool) -> list[dict[str, Any]]:
         """Params spread over every searched param's range at once (a Latin square over the params), away
-        from the values tried before (the defaults first)."""
+        from the values tried before (the defaults first); each point once, none at the defaults (its test).
+        ``keep``: remember the values as tried (the probe runs them)."""
         cls = self.reg.get(name)
         ks = self.params(name)
         m = 2 if len(ks) == 1 else 3
         start = cls.completed(dict(self.given.get(name, {})))
         columns: dict[str, list[Any]] = {}
         for j, k in enumerate(ks):
-            seen = self.probed.setdefault((name, k), [start[k]])
+            seen = self.probed.get((name, k), [start[k]])
             col = pick(cls.params[k], self.domain(name, k, start), seen, m)
             col = (col * m)[:m] if col else [start[k]] * m
-            seen += col
+            if keep:
+                self.probed[(name, k)] = seen + col
             columns[k] = col[j % m:] + col[:j % m]  # each point differs from the others in every param
-        points = [{**start, **{k: columns[k][i] for k in ks}} for i in range(m)]
-        return [ordered(cls.params, p) for p in points]
+        points: list[dict[str, Any]] = []
+        for p in (ordered(cls.params, {**start, **{k: columns[k][i] for k in ks}}) for i in range(m)):
+            if p != start and p not in points:  # a bool or a choice runs out of options before a range does
+                points.append(p)
+        return points
 
     def _sweep_values(self, name: str, k: str, stack: Plugins) -> list[Any]:
         spec, now = self.reg.get(name).params[k], self.full(name, stack[name])

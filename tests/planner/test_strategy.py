@@ -138,6 +138,17 @@ def test_it_spends_its_budget_while_anything_is_undecided_and_says_why_it_stoppe
     assert "close call" in res.stopped and "params swept" in res.stopped
 
 
+def test_a_probe_runs_each_point_once_and_never_the_defaults_it_lost_at():
+    # sandwich_norm has one bool: a probe has one point to try (mlp=True), and after it none; it hurts at both
+    effects = {"tidal": const(-0.02), "sandwich_norm": lambda p, on: 0.004 if p["mlp"] else 0.006}
+    world = World(effects, noise=0.0005)
+    d = make_def("probe_once", mode="ablate", plugins={"tidal": {}, "sandwich_norm": {}}, fixed={"cosine": {}})
+    _, res = run(d, world, max_runs=40)
+    probes = [x.change for x in res.decisions if x.phase == "probe"]
+    assert probes == ["sandwich_norm(mlp=True)"], probes
+    assert "sandwich_norm" not in res.plugins
+
+
 def test_values_are_spread_over_the_range_away_from_those_tried():
     assert spread([0.5], 2) == pytest.approx([1 / 6, 5 / 6])
     assert spread([0.1], 2) == pytest.approx([0.7, 0.4])

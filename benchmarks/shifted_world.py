@@ -295,7 +295,7 @@ def value_floors(world: ShiftedWorld, counts: list[int]) -> tuple[int, dict[int,
     plugin's default, except the ``n`` params that cost most there, set at their best (for each ``n`` in
     ``counts``). Returns (params off their best at the defaults, ``n`` -> distance from the optimum)."""
     best, conf = world.optimum()
-    defaults = {n: world.registry.get(n)().values for n in conf}
+    defaults = world.defaults  # every candidate's params at its plugin's defaults
     off = [(n, k) for n in conf if n in world.bowls for k in conf[n] if conf[n][k] != defaults[n][k]]
 
     def at_defaults(keep: list[tuple[str, str]]) -> float:
